@@ -1,0 +1,102 @@
+"""Python source for JSON-like values, laid out the way `ruff format` (and black) lays it out.
+
+Generated modules must read as if written by hand and pass `ruff format --check` under the
+service's settings, without running a formatter at generation time. The layout rule is the
+formatter's own: a collection stays on one line when it fits; otherwise it is exploded one item
+per line with a trailing comma, recursively. The trailing comma is "magic" to ruff and black:
+an exploded collection stays exploded even under a longer line limit, and a collection that
+fits in `WIDTH` also fits in any longer limit — so targeting the formatters' default of 88
+columns gives output that is stable under every `line-length >= 88`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+WIDTH = 88
+INDENT = "    "
+
+
+class Code(str):
+    """A piece of Python source to emit verbatim (a name such as `create_order.handle`)."""
+
+
+def flat(value: Any) -> str:
+    """`value` as a Python expression on one line."""
+    if isinstance(value, Code):
+        return str(value)
+    if isinstance(value, str):
+        return _string(value)
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if value is None:
+        return "None"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{flat(k)}: {flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple):
+        if len(value) == 1:
+            return f"({flat(value[0])},)"
+        return "(" + ", ".join(flat(item) for item in value) + ")"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(flat(item) for item in value) + "]"
+    raise TypeError(f"no Python literal for {type(value).__name__}: {value!r}")
+
+
+def _string(text: str) -> str:
+    """A string literal quoted as the formatters quote it.
+
+    JSON string syntax is Python string syntax for everything json.dumps emits. Double quotes
+    are preferred, unless the text holds more double quotes than single ones: then single
+    quotes need fewer escapes, and the formatters switch.
+    """
+    body = json.dumps(text, ensure_ascii=False)[1:-1]
+    if text.count('"') > text.count("'"):
+        # In the JSON body every " is escaped as \", so no \" is part of an escaped backslash.
+        return "'" + body.replace('\\"', '"').replace("'", "\\'") + "'"
+    return f'"{body}"'
+
+
+def layout(value: Any, *, indent: int = 0, prefix: str = "", suffix: str = "") -> str:
+    """The lines `prefix + value + suffix` at `indent` levels, exploded where they would not fit.
+
+    `prefix` is what precedes the value on its first line (`return `, `HANDLERS = `, a dict
+    key); `suffix` what follows it on its last (`,` inside an exploded parent). The result has
+    no trailing newline.
+    """
+    pad = INDENT * indent
+    one_line = f"{pad}{prefix}{flat(value)}{suffix}"
+    if len(one_line) <= WIDTH or not _explodable(value):
+        return one_line
+    if isinstance(value, Mapping):
+        opening, closing = "{", "}"
+        items = [_entry(key, item, indent + 1) for key, item in value.items()]
+    else:
+        opening, closing = ("(", ")") if isinstance(value, tuple) else ("[", "]")
+        items = [layout(item, indent=indent + 1, suffix=",") for item in value]
+    return "\n".join([f"{pad}{prefix}{opening}", *items, f"{pad}{closing}{suffix}"])
+
+
+def _entry(key: Any, value: Any, indent: int) -> str:
+    """One `key: value,` line of an exploded dict.
+
+    Like the formatters, split the value when it can be split; otherwise, when the key is a
+    tuple, split the key (`(` + its items + `): value,`); otherwise leave the line long.
+    """
+    pad = INDENT * indent
+    one_line = f"{pad}{flat(key)}: {flat(value)},"
+    if len(one_line) <= WIDTH or _explodable(value) or not isinstance(key, tuple):
+        return layout(value, indent=indent, prefix=f"{flat(key)}: ", suffix=",")
+    items = [f"{pad}{INDENT}{flat(item)}," for item in key]
+    return "\n".join([f"{pad}(", *items, f"{pad}): {flat(value)},"])
+
+
+def _explodable(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
+    return isinstance(value, (Mapping, Sequence)) and len(value) > 0

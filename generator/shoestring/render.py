@@ -1,0 +1,247 @@
+"""Spec model -> the files the generator owns in a service, as bytes; no I/O here.
+
+`render(spec)` returns two sets of files, paths relative to the service's root:
+
+- `generated`: everything under `<package>/_generated/` — rewritten wholesale on every run, so
+  each one carries a DO-NOT-EDIT header naming the generator version and the spec hash;
+- `stubs`: one module per endpoint and per subscription under `<package>/handlers/` — created
+  when missing and never touched again, because the user writes the business logic there.
+
+Output depends on nothing but the spec and the generator version: keys are sorted, nothing
+carries a timestamp, so the same spec gives byte-identical files on every machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from . import __version__
+from .literal import WIDTH, Code, layout
+from .openapi import openapi_document
+from .spec import example_for
+
+SPEC_FILE = "service.yaml"
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("shoestring", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,  # the output is Python source, not HTML
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The files of one generation: path (POSIX, relative to the service root) -> content."""
+
+    spec_sha256: str
+    generated: dict[str, bytes] = field(default_factory=dict)
+    stubs: dict[str, bytes] = field(default_factory=dict)
+
+
+def spec_sha256(spec: Mapping[str, Any]) -> str:
+    """The hash of the spec model in canonical JSON.
+
+    The model, not the file, is hashed: comments and layout changes in service.yaml leave the
+    generated files alone, while any change of meaning shows in every header.
+    """
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def render(spec: Mapping[str, Any], *, version: str = __version__) -> Rendered:
+    """Every file the generator owns for `spec` (the normalised model of `load_spec`)."""
+    digest = spec_sha256(spec)
+    files = _Files(spec, version, digest)
+    return Rendered(spec_sha256=digest, generated=files.generated(), stubs=files.stubs())
+
+
+class _Files:
+    def __init__(self, spec: Mapping[str, Any], version: str, digest: str) -> None:
+        self.spec = spec
+        self.version = version
+        self.package = spec["service"]["package"]
+        self.digest = digest
+        self.origin = f"shoestring {version} from {SPEC_FILE} (spec sha256 {digest[:12]})"
+
+    # -- paths ----------------------------------------------------------------------------
+
+    @property
+    def generated_dir(self) -> str:
+        return f"{self.package}/_generated"
+
+    def endpoint_schema(self, name: str, part: str) -> str:
+        return f"{self.generated_dir}/schemas/endpoints/{name}.{part}.json"
+
+    def message_schema(self, message: str, version: int | str) -> str:
+        return f"{self.generated_dir}/schemas/messages/{message}.v{version}.json"
+
+    def subscription_schema(self, message: str, version: int | str) -> str:
+        return f"{self.generated_dir}/schemas/subscriptions/{message}.v{version}.json"
+
+    def handler(self, name: str) -> str:
+        return f"{self.package}/handlers/{name}.py"
+
+    # -- generated files ------------------------------------------------------------------
+
+    def generated(self) -> dict[str, bytes]:
+        spec = self.spec
+        files: dict[str, bytes] = {
+            f"{self.generated_dir}/__init__.py": self._template(
+                "generated_init.py.jinja", header=self._python_header()
+            ),
+            f"{self.generated_dir}/registry.py": self._registry(),
+            f"{self.generated_dir}/service.json": self._json(dict(spec)),
+            f"{self.generated_dir}/openapi.json": self._json(
+                openapi_document(spec, version=f"spec-{self.digest[:12]}")
+            ),
+        }
+        for endpoint in spec.get("endpoints", []):
+            name = endpoint["name"]
+            for part in ("request", "response"):
+                files[self.endpoint_schema(name, part)] = self._schema(
+                    endpoint.get(part), f"{name} {part}"
+                )
+        for message, published in sorted(spec.get("messages", {}).items()):
+            for number, version in sorted(published.get("versions", {}).items()):
+                files[self.message_schema(message, number)] = self._schema(
+                    version.get("schema"), f"{message} v{number}", published.get("description")
+                )
+        for subscription in spec.get("subscriptions", []):
+            message, number = subscription["message"], subscription["version"]
+            files[self.subscription_schema(message, number)] = self._schema(
+                subscription.get("schema"), f"{message} v{number} from {subscription['from']}"
+            )
+        return dict(sorted(files.items()))
+
+    def _registry(self) -> bytes:
+        endpoints = [endpoint["name"] for endpoint in self.spec.get("endpoints", [])]
+        subscriptions = list(self.spec.get("subscriptions", []))
+        modules = sorted({*endpoints, *(s["handler"] for s in subscriptions)}, key=_natural_order)
+        handlers = {name: Code(f"{name}.handle") for name in sorted(endpoints)}
+        subscribers = {
+            (s["message"], int(s["version"])): Code(f"{s['handler']}.handle")
+            for s in sorted(subscriptions, key=lambda s: (s["message"], int(s["version"])))
+        }
+        return self._template(
+            "registry.py.jinja",
+            header=self._python_header(),
+            handler_import=_from_import("..handlers", modules) if modules else "",
+            handlers=layout(handlers, prefix="HANDLERS: dict[str, Callable[..., Any]] = "),
+            subscribers=layout(
+                subscribers,
+                prefix="SUBSCRIBERS: dict[tuple[str, int], Callable[..., Any]] = ",
+            ),
+        )
+
+    def _schema(self, schema: Any, title: str, description: str | None = None) -> bytes:
+        document = copy.deepcopy(schema) if isinstance(schema, Mapping) else {"type": "object"}
+        document.setdefault("$schema", JSON_SCHEMA)
+        document.setdefault("title", title)
+        if description:
+            document.setdefault("description", description)
+        return self._json(document)
+
+    def _json(self, document: dict[str, Any]) -> bytes:
+        marked = {**document, "x-generated-by": f"{self.origin}; do not edit"}
+        text = json.dumps(marked, indent=2, sort_keys=True, ensure_ascii=False)
+        return (text + "\n").encode("utf-8")
+
+    def _python_header(self) -> str:
+        return (
+            f"# Generated by {self.origin}.\n"
+            f"# DO NOT EDIT: `shoestring generate` rewrites this file; change {SPEC_FILE} instead."
+        )
+
+    # -- handler stubs --------------------------------------------------------------------
+
+    def stubs(self) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        for endpoint in self.spec.get("endpoints", []):
+            files[self.handler(endpoint["name"])] = self._endpoint_stub(endpoint)
+        for subscription in self.spec.get("subscriptions", []):
+            files[self.handler(subscription["handler"])] = self._subscription_stub(subscription)
+        return dict(sorted(files.items()))
+
+    def _endpoint_stub(self, endpoint: Mapping[str, Any]) -> bytes:
+        name = endpoint["name"]
+        title = f"{endpoint['method']} {endpoint['path']}"
+        if endpoint.get("description"):
+            title += f": {endpoint['description']}"
+        docstring = _docstring(
+            title,
+            _OWNERSHIP,
+            f"`data` is the request (path parameters, then the query string for GET and DELETE "
+            f"or the JSON body), already valid against "
+            f"{self.endpoint_schema(name, 'request')}. Return the response body: it must be "
+            f"valid against {name}.response.json in the same folder.",
+        )
+        example = example_for(endpoint.get("response") or {"type": "object"})
+        return self._template(
+            "endpoint_handler.py.jinja",
+            docstring=docstring,
+            body=layout(example, indent=1, prefix="return "),
+        )
+
+    def _subscription_stub(self, subscription: Mapping[str, Any]) -> bytes:
+        message, number = subscription["message"], subscription["version"]
+        docstring = _docstring(
+            f"Handles {message} v{number} from {subscription['from']}.",
+            _OWNERSHIP,
+            f"`event` is the message's data, already valid against "
+            f"{self.subscription_schema(message, number)}. What `handle` writes through ctx.db "
+            f"commits in one transaction with the message's completion, so each message takes "
+            f"effect once; raise an exception to have the message retried under the "
+            f"'{subscription.get('retry', 'default')}' retry policy.",
+        )
+        return self._template("subscription_handler.py.jinja", docstring=docstring)
+
+    def _template(self, name: str, **context: Any) -> bytes:
+        return _templates.get_template(name).render(**context).encode("utf-8")
+
+
+_OWNERSHIP = (
+    "This module is yours: `shoestring generate` created it once and never touches it again."
+)
+
+
+def _docstring(*paragraphs: str) -> str:
+    """A module docstring of `paragraphs`, each wrapped to fit the formatter's width."""
+    wrapped = [
+        textwrap.fill(
+            _docstring_safe(text), width=WIDTH, break_long_words=False, break_on_hyphens=False
+        )
+        for text in paragraphs
+    ]
+    body = "\n\n".join(wrapped)
+    return f'"""{body}\n"""' if len(paragraphs) > 1 else f'"""{body}"""'
+
+
+def _docstring_safe(text: str) -> str:
+    # A backslash or three quotes from the spec would end or corrupt the docstring.
+    return " ".join(text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').split())
+
+
+def _natural_order(name: str) -> list[str | int]:
+    """The order isort and ruff give imported names: digit runs compare as numbers (v2 < v10)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _from_import(module: str, names: list[str]) -> str:
+    """`from module import a, b`, wrapped one name per line when it does not fit."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= WIDTH:
+        return line
+    return "\n".join([f"from {module} import (", *(f"    {name}," for name in names), ")"])

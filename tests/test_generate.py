@@ -38,7 +38,7 @@ SPEC: dict[str, Any] = {
             "description": "An order was placed.",
             "to": ["billing"],
             "versions": {
-                1: {"fields": {"order_id": "uuid", "amount_cents": "int"}},
+                1: {"deprecated": True, "fields": {"order_id": "uuid", "amount_cents": "int"}},
                 2: {"fields": {"order_id": "uuid", "amount_cents": "int", "currency": "str"}},
             },
         }
@@ -192,6 +192,10 @@ def test_message_and_endpoint_schemas_are_the_compiled_json_schemas(service: Pat
     schemas = service / GENERATED / "schemas"
     v2 = json.loads((schemas / "messages/order.created.v2.json").read_text())
     assert v2["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert v2["title"] == "order.created v2"
+    assert "deprecated" not in v2
+    v1 = json.loads((schemas / "messages/order.created.v1.json").read_text())
+    assert v1["deprecated"] is True
     assert (
         v2["properties"]
         == model["messages"]["order.created"]["versions"]["2"]["schema"]["properties"]
@@ -238,7 +242,15 @@ def test_openapi_document_is_valid_openapi_3_1(service: Path) -> None:
         "$ref": "#/components/schemas/create_order.request"
     }
     assert {"201", "400", "401", "403", "409", "422", "429"} <= set(create["responses"])
-    assert {"name": "Idempotency-Key", "in": "header"}.items() <= create["parameters"][0].items()
+    idempotency_key = create["parameters"][0]
+    assert (idempotency_key["name"], idempotency_key["in"]) == ("Idempotency-Key", "header")
+    assert idempotency_key["required"] is True
+    assert create["x-rate-limit"] == {
+        "policy": "per_client",
+        "limit": 60,
+        "per": "minute",
+        "key": "client",
+    }
 
     read = document["paths"]["/v1/orders/{order_id}"]["get"]
     assert "requestBody" not in read

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from shoestring import __version__
 from shoestring.cli import main
 from shoestring.manifest import MANIFEST_PATH

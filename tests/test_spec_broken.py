@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from shoestring.cli import main
 from shoestring.spec import load_spec
 
@@ -21,9 +20,12 @@ EXPECTED: dict[str, tuple[int, int, str, str, int]] = {
     "unknown_top_key.yaml": (3, 1, "unknown key 'endpionts'", "did you mean 'endpoints'?", 1),
     "unknown_endpoint_key.yaml": (7, 5, "unknown key 'scope' in endpoint 'create_order'",
                                   "did you mean 'scopes'?", 1),
-    "undefined_rate_limit.yaml": (8, 17, "endpoint 'create_order' uses rate limit "
-                                  "'per_clinet_60m' which is not defined",
+    "undefined_rate_limit.yaml": (8, 17, ("endpoint 'create_order' uses rate limit "
+                                  "'per_clinet_60m' which is not defined"),
                                   "did you mean 'per_client_60m'?", 1),
+    "undefined_rate_limit_none_defined.yaml": (
+        4, 70, "uses rate limit 'strict' which is not defined",
+        "add it under rate_limits: {strict: {limit: 60, per: minute, key: client}}", 1),
     "undefined_retry_policy.yaml": (4, 68, "uses retry policy 'defualt' which is not defined",
                                     "did you mean 'default'?", 1),
     "undefined_from_peer.yaml": (6, 11, "from peer 'paymnets' which is not defined",
@@ -42,8 +44,8 @@ EXPECTED: dict[str, tuple[int, int, str, str, int]] = {
     "version_key_quoted.yaml": (6, 7, "version '1' is written as text", "without quotes", 1),
     "path_without_version.yaml": (6, 11, "path '/orders' must start with a version segment",
                                   "/v1/orders/{order_id}", 1),
-    "path_collision.yaml": (10, 11, "endpoint 'read_order' has the same route as endpoint "
-                            "'get_order'", "differ only in parameter names", 1),
+    "path_collision.yaml": (10, 11, ("endpoint 'read_order' has the same route as endpoint "
+                            "'get_order'"), "differ only in parameter names", 1),
     "path_param_undeclared.yaml": (6, 11, "path parameter 'order_id' is not a request field",
                                    "add `order_id: str`", 1),
     "path_param_optional.yaml": (8, 7, "path parameter 'order_id' is declared optional",
@@ -60,8 +62,8 @@ EXPECTED: dict[str, tuple[int, int, str, str, int]] = {
                                      "its own name", 1),
     "duplicate_subscription.yaml": (5, 42, "'payment.captured' version 1 is subscribed to twice",
                                     "once", 1),
-    "handler_collision.yaml": (6, 15, "needs handlers/on_payment_captured_v1.py, already used by "
-                               "the endpoint", "rename the endpoint", 1),
+    "handler_collision.yaml": (6, 15, ("needs handlers/on_payment_captured_v1.py, already used by "
+                               "the endpoint"), "rename the endpoint", 1),
     "subscription_handler_collision.yaml": (5, 15, "already used by the subscription at line 4",
                                             "rename one of them", 1),
     "service_name_stdlib.yaml": (3, 9, "package name 'json', which would shadow the module",
@@ -69,6 +71,10 @@ EXPECTED: dict[str, tuple[int, int, str, str, int]] = {
     "service_name_dependency.yaml": (3, 9, "package name 'flask'", "rename the service", 1),
     "service_name_keyword.yaml": (3, 9, "package name 'class', a Python keyword",
                                   "rename the service", 1),
+    "service_package_stdlib.yaml": (4, 12, "package 'logging' would shadow the module 'logging'",
+                                    "'logging_service'", 1),
+    "service_package_invalid.yaml": (4, 12, "package 'Orders-Pkg' is not valid",
+                                     "lowercase Python identifier", 1),
     "service_name_invalid.yaml": (3, 9, "name '2fast' is not valid", "start with a letter", 1),
     "endpoint_name_invalid.yaml": (4, 11, "name 'create-order' is not valid",
                                    "Python identifier", 1),

@@ -92,7 +92,9 @@ def plan_generation(root: Path, spec: dict[str, Any], *, version: str = __versio
         plan.write(path, content, exists=current is not None)
         if current is None:
             plan.drift.append(f"missing: {path}")
-        elif old is not None and old.files.get(path) == sha256(current):
+        elif old is None or path not in old.files:
+            plan.drift.append(f"out of date: {path} (not in the manifest of a previous run)")
+        elif old.files[path] == sha256(current):
             plan.drift.append(f"out of date: {path} (service.yaml or the generator changed)")
         else:
             plan.drift.append(f"edited: {path} (changed by hand; generate overwrites it)")

@@ -10,14 +10,17 @@ Where `copier update` finds the template later: `.copier-answers.yml` records `_
 records both itself. For a local checkout — the default, the checkout this package runs from —
 the template is rendered from a plain copy of its files (uncommitted edits included, no git
 state involved), `_src_path` is the checkout's path relative to the service (or `--src-path`),
-and `_commit` is the tag of this shoestring version, `v<version>`: generator and template are
-released together from one repository, so that tag holds the template this service came from.
+and `_commit` is the release tag of the checkout's version, `v<version>` from its
+pyproject.toml: generator and template are released together from one repository, tagged
+`v<version>`, so that tag holds the template this service came from. (A checkout between two
+releases records the version its pyproject.toml names; `copier update` needs that tag to exist.)
 Both values are the same on every machine, which keeps the committed examples reproducible.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -88,7 +91,8 @@ def create_service(
     answers = copier_answers(spec, database)
     if Path(source).is_dir():
         _copy_local_template(Path(source), out, answers, force=force)
-        _record_template(out, src_path or _relative(Path(source), out), f"v{__version__}")
+        commit = f"v{_template_version(Path(source))}"
+        _record_template(out, src_path or _relative(Path(source), out), commit)
     else:
         _run_copier(source, out, answers, force=force)
         if src_path is not None:
@@ -160,6 +164,18 @@ def _record_template(out: Path, src_path: str, commit: str | None) -> None:
     # it without a diff.
     body = yaml.safe_dump(answers, indent=4, allow_unicode=True, default_flow_style=False)
     answers_file.write_text(header + body, encoding="utf-8")
+
+
+def _template_version(checkout: Path) -> str:
+    """The shoestring version of a checkout (its pyproject.toml), else this package's version."""
+    try:
+        pyproject = (checkout / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return __version__
+    # The first top-level `version =` is [project]'s: [build-system] has none. (tomllib would
+    # need Python 3.11.)
+    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
+    return found.group(1) if found else __version__
 
 
 def _relative(checkout: Path, out: Path) -> str:

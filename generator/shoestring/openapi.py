@@ -59,7 +59,7 @@ def openapi_document(spec: Mapping[str, Any], *, version: str) -> dict[str, Any]
     schemas: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in spec.get("endpoints", []):
-        operation = _operation(endpoint, schemas)
+        operation = _operation(endpoint, schemas, spec.get("rate_limits", {}))
         paths.setdefault(endpoint["path"], {})[endpoint["method"].lower()] = operation
     info: dict[str, Any] = {"title": service["name"], "version": version}
     if service.get("description"):
@@ -90,7 +90,9 @@ def openapi_document(spec: Mapping[str, Any], *, version: str) -> dict[str, Any]
     }
 
 
-def _operation(endpoint: Mapping[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    endpoint: Mapping[str, Any], schemas: dict[str, Any], rate_limits: Mapping[str, Any]
+) -> dict[str, Any]:
     name = endpoint["name"]
     request = endpoint.get("request") or {"type": "object"}
     properties: Mapping[str, Any] = request.get("properties", {})
@@ -143,7 +145,8 @@ def _operation(endpoint: Mapping[str, Any], schemas: dict[str, Any]) -> dict[str
     operation["responses"] = responses
     operation["security"] = [{"bearer": list(endpoint.get("scopes", []))}]
     if endpoint.get("rate_limit"):
-        operation["x-rate-limit"] = endpoint["rate_limit"]
+        policy = rate_limits.get(endpoint["rate_limit"], {})
+        operation["x-rate-limit"] = {"policy": endpoint["rate_limit"], **policy}
     return operation
 
 

@@ -117,7 +117,10 @@ class _Files:
         for message, published in sorted(spec.get("messages", {}).items()):
             for number, version in sorted(published.get("versions", {}).items()):
                 files[self.message_schema(message, number)] = self._schema(
-                    version.get("schema"), f"{message} v{number}", published.get("description")
+                    version.get("schema"),
+                    f"{message} v{number}",
+                    published.get("description"),
+                    deprecated=bool(version.get("deprecated")),
                 )
         for subscription in spec.get("subscriptions", []):
             message, number = subscription["message"], subscription["version"]
@@ -146,12 +149,21 @@ class _Files:
             ),
         )
 
-    def _schema(self, schema: Any, title: str, description: str | None = None) -> bytes:
+    def _schema(
+        self,
+        schema: Any,
+        title: str,
+        description: str | None = None,
+        *,
+        deprecated: bool = False,
+    ) -> bytes:
         document = copy.deepcopy(schema) if isinstance(schema, Mapping) else {"type": "object"}
         document.setdefault("$schema", JSON_SCHEMA)
         document.setdefault("title", title)
         if description:
             document.setdefault("description", description)
+        if deprecated:  # the JSON Schema annotation; consumers' tooling can warn on it
+            document["deprecated"] = True
         return self._json(document)
 
     def _json(self, document: dict[str, Any]) -> bytes:

@@ -18,12 +18,13 @@ from jsonschema import Draft202012Validator
 from .document import Node, locate
 from .examples import example_for
 from .fields import compile_fields_checked
-from .problems import ERROR, WARNING, Problem, suggestion
+from .problems import ERROR, WARNING, Problem, did_you_mean
 from .structure import describe
 
 SERVICE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 MESSAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*([.-][a-z0-9_]+)*$")
 ENDPOINT_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+PACKAGE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 VERSION_KEY = re.compile(r"^[1-9][0-9]*$")
 PATH = re.compile(r"^/v[1-9][0-9]*(/([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\}))*$")
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -45,7 +46,7 @@ CHASSIS_SETTINGS = frozenset({"DATABASE_URL", "LOG_LEVEL", "TEST_DATABASE_URL"})
 
 
 def package_name(service_name: str) -> str:
-    """The Python package of a service: its name in lowercase with '-' as '_'."""
+    """The default Python package of a service: its name in lowercase with '-' as '_'."""
     return service_name.lower().replace("-", "_")
 
 
@@ -73,11 +74,20 @@ class Checker:
         self.data: dict[str, Any] = root.value if isinstance(root.value, dict) else {}
         self.problems: list[Problem] = []
         self.compiled: dict[tuple, dict[str, Any]] = {}
+        self.suggested: set[str] = set()  # names offered as did-you-mean for a misspelling
 
     def add(self, path: list | tuple, message: str, hint: str = "", code: str = "invalid", *,
             at_key: bool = False, severity: str = ERROR) -> None:
         line, col = locate(self.root, list(path), at_key=at_key)
         self.problems.append(Problem(self.file, line, col, message, hint, code, severity))
+
+    def reference_hint(self, name: str, defined: dict[str, Any], fallback: str) -> str:
+        """Did-you-mean for an undefined name; the likely target then counts as used."""
+        match = did_you_mean(name, defined)
+        if match is None:
+            return fallback
+        self.suggested.add(match)
+        return f"did you mean '{match}'?"
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.data.get(name)
@@ -154,19 +164,29 @@ class Checker:
 
     def check_service(self) -> None:
         service = self.data.get("service")
-        name = service.get("name") if isinstance(service, dict) else None
-        if not isinstance(name, str) or not SERVICE_NAME.match(name):
+        if not isinstance(service, dict):
+            return
+        name, explicit = service.get("name"), service.get("package")
+        if isinstance(explicit, str):
+            if not PACKAGE_NAME.match(explicit):
+                return  # the schema reports a malformed package
+            package, where = explicit, ["service", "package"]
+            keyword_message = f"package '{package}' is a Python keyword"
+            shadow_message = f"package '{package}' would shadow the module '{package}'"
+            hint = f"choose another package, e.g. '{package}_service'"
+        elif isinstance(name, str) and SERVICE_NAME.match(name):
+            package, where = package_name(name), ["service", "name"]
+            source = f"service name '{name}' makes the package name '{package}'"
+            keyword_message = f"{source}, a Python keyword"
+            shadow_message = f"{source}, which would shadow the module '{package}'"
+            hint = (f"rename the service, e.g. '{name}-service', or set `package:` under "
+                    "service:")
+        else:
             return  # the schema reports a missing or malformed name
-        package = package_name(name)
-        hint = f"rename the service, e.g. '{name}-service' or 'my-{name}'"
         if keyword.iskeyword(package):
-            self.add(["service", "name"],
-                     f"service name '{name}' makes the package name '{package}', a Python "
-                     "keyword", hint, "bad-name")
+            self.add(where, keyword_message, hint, "bad-name")
         elif package in sys.stdlib_module_names or package in TAKEN_MODULE_NAMES:
-            self.add(["service", "name"],
-                     f"service name '{name}' makes the package name '{package}', which would "
-                     f"shadow the module '{package}' that services use", hint, "bad-name")
+            self.add(where, f"{shadow_message} that services use", hint, "bad-name")
 
     def check_handler_modules(self) -> None:
         """Endpoints and subscriptions each own handlers/<module>.py; no two may share one."""
@@ -228,7 +248,7 @@ class Checker:
                 if isinstance(peer, str) and SERVICE_NAME.match(peer) and peer not in peers:
                     self.add(["messages", message, "to", index],
                              f"message '{message}' is sent to peer '{peer}' which is not defined",
-                             _reference_hint(peer, peers, f"add it under peers: {{{peer}: "
+                             self.reference_hint(peer, peers, f"add it under peers: {{{peer}: "
                                              f"{{url_env: {_env_name(peer)}}}}}"),
                              "undefined-reference")
 
@@ -241,14 +261,14 @@ class Checker:
             if isinstance(source, str) and SERVICE_NAME.match(source) and source not in peers:
                 self.add(["subscriptions", index, "from"],
                          f"{where} expects it from peer '{source}' which is not defined",
-                         _reference_hint(source, peers, f"add it under peers: {{{source}: "
+                         self.reference_hint(source, peers, f"add it under peers: {{{source}: "
                                          f"{{url_env: {_env_name(source)}}}}}"),
                          "undefined-reference")
             retry = entry.get("retry")
             if isinstance(retry, str) and retry not in policies:
                 self.add(["subscriptions", index, "retry"],
                          f"{where} uses retry policy '{retry}' which is not defined",
-                         _reference_hint(retry, policies, f"add it under retry_policies: "
+                         self.reference_hint(retry, policies, f"add it under retry_policies: "
                                          f"{{{retry}: {{max_attempts: 10, base_seconds: 2, "
                                          "max_seconds: 3600}}"), "undefined-reference")
             message, version = entry.get("message"), entry.get("version")
@@ -273,7 +293,7 @@ class Checker:
             if isinstance(limit, str) and limit not in limits:
                 self.add(["endpoints", index, "rate_limit"],
                          f"{where} uses rate limit '{limit}' which is not defined",
-                         _reference_hint(limit, limits, f"add it under rate_limits: {{{limit}: "
+                         self.reference_hint(limit, limits, f"add it under rate_limits: {{{limit}: "
                                          "{limit: 60, per: minute, key: client}}"),
                          "undefined-reference")
             if isinstance(path, str) and PATH.match(path):
@@ -381,7 +401,7 @@ class Checker:
                                     ("retry_policies", used_retries, "subscription"),
                                     ("peers", used_peers, "subscription or message")):
             for name in self.section(section):
-                if name not in used:
+                if name not in used and name not in self.suggested:
                     self.add([section, name], f"'{name}' under {section}: is not used by any "
                              f"{what}", "remove it, or refer to it", "unused", at_key=True,
                              severity=WARNING)
@@ -430,5 +450,3 @@ def _env_name(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_URL"
 
 
-def _reference_hint(name: str, defined: dict[str, Any], fallback: str) -> str:
-    return suggestion(name, defined, fallback=fallback)

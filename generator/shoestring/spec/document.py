@@ -170,6 +170,8 @@ def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     hint = "fix the YAML syntax here"
     if "\t" in message or "\\t" in message or source_line[: col].lstrip(" ").startswith("\t"):
         hint = "indent with spaces: YAML does not allow tabs for indentation"
+    elif "nesting depth" in message:
+        hint = "a spec is a few levels deep; is this the right file?"
     elif re.search(r"[{,]\s*\w+\s*:\s*(enum|list)\[", source_line):
         hint = 'inside {...} or [...] quote compact types that hold brackets, e.g. "enum[a, b]"'
     elif ": " in source_line and source_line.count(":") > 1 and "mapping values" in message:
@@ -214,8 +216,8 @@ class _Builder:
             elif isinstance(event, yaml.AliasEvent):
                 self.attach(self.alias(event), event)
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                self.check_tag(event, "map" if isinstance(event, yaml.MappingStartEvent) else "seq")
                 kind = "map" if isinstance(event, yaml.MappingStartEvent) else "seq"
+                self.check_tag(event, kind)
                 mark = event.start_mark
                 node = Node(kind, {} if kind == "map" else [], mark.line + 1, mark.column + 1)
                 if len(self.stack) >= MAX_DEPTH:

@@ -24,6 +24,7 @@ from jsonschema.exceptions import SchemaError
 from .problems import did_you_mean
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_NAME = 64  # MySQL's limit for a column name
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 DATE_PATTERN = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 DATETIME_PATTERN = (
@@ -127,6 +128,11 @@ def _compile_object(fields: dict[str, Any], path: tuple, issues: list[FieldIssue
     properties: dict[str, Any] = {}
     required: list[str] = []
     for name, spec in fields.items():
+        if len(name) > MAX_NAME:
+            issues.append(FieldIssue((*path, name), f"field name '{name[:20]}...' is longer than "
+                                     f"{MAX_NAME} characters", "use a shorter name (it may "
+                                     "become a database column)", "bad-name", at_key=True))
+            continue
         if not FIELD_NAME.match(name):
             fixed = re.sub(r"\W", "_", name)
             fixed = f"_{fixed}" if fixed[:1].isdigit() else fixed

@@ -23,7 +23,7 @@ def build_model(data: dict[str, Any], compiled: dict[tuple, dict[str, Any]]) -> 
         "shoestring": data["shoestring"],
         "service": {
             "name": service["name"],
-            "package": package_name(service["name"]),
+            "package": service.get("package") or package_name(service["name"]),
             "description": service.get("description", ""),
         },
         "messages": _messages(data.get("messages") or {}, compiled),

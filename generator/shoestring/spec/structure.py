@@ -115,9 +115,12 @@ def describe(root: Node, path: list[str | int] | tuple) -> tuple[str, list[str |
             label = entry.get("name")
             name = f"endpoint '{label}'" if isinstance(label, str) else f"endpoint #{steps[1] + 1}"
         else:
-            label = entry.get("message")
+            label, version = entry.get("message"), entry.get("version")
             name = (f"subscription to '{label}'" if isinstance(label, str)
                     else f"subscription #{steps[1] + 1}")
+            if isinstance(label, str) and isinstance(version, int) \
+                    and not isinstance(version, bool):
+                name += f" v{version}"
         return name, steps[2:]
     if head == "service":
         return "service", steps[1:]
@@ -171,7 +174,14 @@ def _type_hint(expected: list[str], value: Any) -> str:
         return "quote the value to make it text"
     if "boolean" in expected:
         return "write true or false"
-    return ""
+    fallbacks = {
+        "object": "write indented `key: value` lines under it (check the indentation)",
+        "array": "write a list: [a, b], or one '- item' per line",
+        "string": "write text on the same line; quote it if it holds ': ', ' #' or brackets",
+        "integer": "write a whole number, e.g. 1",
+        "number": "write a number, e.g. 2",
+    }
+    return next((fallbacks[name] for name in expected if name in fallbacks), "")
 
 
 def _translate(file: str, root: Node, error: ValidationError) -> Iterator[Problem]:
@@ -230,7 +240,9 @@ def _translate(file: str, root: Node, error: ValidationError) -> Iterator[Proble
                  hint, "wrong-value")
     elif kind == "enum":
         choices = [str(choice) for choice in error.validator_value]
-        hint = suggestion(str(value), choices) if isinstance(value, str) else ""
+        fallback = f"write one of them, e.g. {choices[0]}"
+        hint = suggestion(value, choices, fallback=fallback) if isinstance(value, str) \
+            else fallback
         yield at(path, f"{subject} must be one of {', '.join(choices)}, not {_show(value)}",
                  hint, "wrong-value")
     elif kind == "pattern":

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import idempotency, ratelimit
+from . import auth, idempotency, ratelimit
 from .context import Runtime, runtime
 from .db import Database
 from .health import register_health
@@ -56,6 +56,8 @@ def create_app(
 
     _install_request_ids(app)
     _install_error_handlers(app)
+    # Bearer tokens for every endpoint; serves this service's keys at /.well-known/jwks.json.
+    auth.install(app, settings, service_name=service["service"]["name"])
     register_health(app)
     register_endpoints(app, endpoints(service), handlers)
     if (GENERATED_DIR / "openapi.json").is_file():
@@ -176,9 +178,7 @@ def _install_error_handlers(app: Flask) -> None:
 
 
 def _openapi() -> Response:
-    return Response(
-        (GENERATED_DIR / "openapi.json").read_bytes(), mimetype="application/json"
-    )
+    return Response((GENERATED_DIR / "openapi.json").read_bytes(), mimetype="application/json")
 
 
 def _warn_about_pending_migrations(app: Flask) -> None:

@@ -148,7 +148,8 @@ class Identity:
 
     @property
     def client_id(self) -> str:
-        """The OAuth client that obtained the token (RFC 9068 `client_id`, OIDC `azp`), else `sub`."""
+        """The OAuth client the token was issued to (RFC 9068 `client_id`, OIDC `azp`), else
+        the subject."""
         for claim in ("client_id", "azp"):
             value = self.claims.get(claim)
             if isinstance(value, str) and value:
@@ -186,12 +187,15 @@ class AuthConfig:
     key_algorithm: str = DEFAULT_ALGORITHM
 
     @classmethod
-    def from_settings(cls, settings: Any, service_name: str) -> AuthConfig:
-        """The config from validated `Settings` (see `AUTH_SETTINGS`); empty names default to
-        the service name, a relative key directory is relative to the service root."""
+    def from_settings(
+        cls, settings: Mapping[str, Any], root: Path, service_name: str
+    ) -> AuthConfig:
+        """The config from the parsed values of `AUTH_SETTINGS` (`Settings.values` holds them);
+        empty names default to the service name, a relative key directory is relative to
+        `root`, the service's folder."""
         keys_dir = Path(settings["SERVICE_KEYS_DIR"])
         if not keys_dir.is_absolute():
-            keys_dir = Path(settings.root) / keys_dir
+            keys_dir = root / keys_dir
         issuer = settings["SERVICE_ISSUER"] or service_name
         trusted = settings["TRUSTED_ISSUERS"]
         if any(entry.issuer == issuer for entry in trusted):
@@ -301,7 +305,8 @@ AUTH_SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
 
 TRUSTED_ISSUERS_FORMS = (
     "write it as `issuer=https://host/.well-known/jwks.json;other=path/to/key.pem` "
-    'or as JSON: [{"issuer": "...", "jwks_url": "https://..."}, {"issuer": "...", "jwks_file": "..."}]'
+    'or as JSON: [{"issuer": "...", "jwks_url": "https://..."}, '
+    '{"issuer": "...", "jwks_file": "..."}]'
 )
 
 
@@ -353,7 +358,8 @@ def parse_trusted_issuers(text: str, *, base_dir: Path) -> tuple[TrustedIssuer, 
             pairs.append((item["issuer"], url, path))
     else:
         for part in filter(None, (p.strip() for p in text.split(";"))):
-            # An issuer never contains '=' in practice (OIDC issuers have no query string), a URL may.
+            # Split at the first '=': issuers have no '=' (OIDC issuers carry no query string),
+            # a JWKS URL may.
             issuer, sep, value = part.partition("=")
             if not sep or not issuer.strip() or not value.strip():
                 raise TrustedIssuersError(
@@ -730,7 +736,8 @@ class Verifier:
             raise InvalidToken(f"the token lacks the required claim {exc.claim!r}") from exc
         except jwt.InvalidAudienceError as exc:
             raise InvalidToken(
-                f"the token is not meant for this service: its aud must name {self.config.audience!r}"
+                "the token is not meant for this service: its aud must name "
+                f"{self.config.audience!r}"
             ) from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"the token is invalid ({exc})") from exc
@@ -793,7 +800,7 @@ def install(app: Flask, settings: Any, service_name: str | None = None) -> Verif
     """
     if service_name is None:
         service_name = str(load_service()["service"]["name"])
-    verifier = Verifier(AuthConfig.from_settings(settings, service_name))
+    verifier = Verifier(AuthConfig.from_settings(settings.values, settings.root, service_name))
     app.extensions[EXTENSION] = verifier
     app.add_url_rule(JWKS_PATH, "jwks", jwks_view, methods=["GET"])
     app.register_error_handler(AuthError, problem_response)

@@ -256,12 +256,12 @@ def _select_candidates(
 def _claimable(
     dialect: Dialect, table: Table, status: str, partition: str | None
 ) -> tuple[str, list[Any]]:
-    where = f"status = %s AND available_at <= {dialect.now_sql}"
     params: list[Any] = [status]
+    partition_clause = ""
     if table.partition_column:
-        where = f"status = %s AND {table.partition_column} = %s AND available_at <= {dialect.now_sql}"
+        partition_clause = f"{table.partition_column} = %s AND "
         params.append(partition)
-    return where, params
+    return f"status = %s AND {partition_clause}available_at <= {dialect.now_sql}", params
 
 
 def _lock_candidates(

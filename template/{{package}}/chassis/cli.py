@@ -6,6 +6,8 @@
     routes    list the HTTP endpoints
     worker    handle queued messages and relay the outbox (cron: --max-seconds 55; VPS: --forever)
     dead-letters   list, show, requeue or purge messages that failed for good
+    keys      generate, rotate, list or retire this service's signing keys
+    token     print a token signed by this service (for scripts and tests)
 
 A new command is a function decorated with `@main.command()` in this module.
 """
@@ -62,7 +64,17 @@ def serve(host: str, port: int, threads: int) -> None:
     except (SettingsError, GeneratedCodeMissing, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{PACKAGE} listening on http://{host}:{port} (Ctrl+C stops)", err=True)
-    waitress.serve(app, host=host, port=port, threads=threads, ident=PACKAGE)
+    # Waitress drops X-Forwarded-For unless told otherwise; the chassis reads it itself, and
+    # only as far as TRUSTED_PROXY_HOPS proxies wrote it (ratelimit.client_address).
+    trusts_proxies = app.config.get("TRUSTED_PROXY_HOPS", 0) > 0
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident=PACKAGE,
+        clear_untrusted_proxy_headers=not trusts_proxies,
+    )
 
 
 @main.command("migrate")
@@ -124,9 +136,7 @@ def routes() -> None:
     except GeneratedCodeMissing as exc:
         raise click.ClickException(str(exc)) from None
     rows: list[tuple[Any, ...]] = [("METHOD", "PATH", "STATUS", "HANDLER", "SCOPES")]
-    rows += [
-        (e.method, e.path, e.status, e.name, " ".join(e.scopes) or "-") for e in table
-    ]
+    rows += [(e.method, e.path, e.status, e.name, " ".join(e.scopes) or "-") for e in table]
     rows += [("GET", "/livez", 200, "(health)", "-"), ("GET", "/readyz", 200, "(health)", "-")]
     widths = [max(len(str(row[column])) for row in rows) for column in range(5)]
     for row in rows:
@@ -193,7 +203,9 @@ def _selection(ids: tuple[int, ...], message_type: str | None, older_than: str |
 _TABLE = click.option("--table", type=click.Choice(["queue", "outbox", "all"]), default=None,
                       help="Which table (default: both; queue when IDs are given).")
 _TYPE = click.option("--type", "message_type", help="Only this message type, e.g. order.created.")
-_AGE = click.option("--older-than", help="Only those that failed longer ago than this: 30m, 2h, 7d.")
+_AGE = click.option(
+    "--older-than", help="Only those that failed longer ago than this: 30m, 2h, 7d."
+)
 
 
 def _tables(table: str | None, ids: tuple[int, ...]) -> Any:
@@ -264,6 +276,116 @@ def dead_letters_purge(ids: tuple[int, ...], everything: bool, table: str | None
     count = purge(db, _tables(table, ids), _selection(ids, message_type, older_than, everything))
     click.echo(f"purged {count} message(s)")
 
+
+# -- service identity: signing keys and tokens (auth.py, keys.py) -----------------------------
+
+
+def identity_or_exit() -> tuple[Any, Any]:
+    """This service's auth config and key directory, from the identity settings alone (keys can
+    be made before the peers' URLs are configured), or a clear message and exit status 1."""
+    from .auth import AUTH_SETTINGS, AuthConfig
+    from .keys import KeyStore
+    from .schemas import load_service
+    from .settings import load_only
+
+    try:
+        values = load_only(name for name, *_ in AUTH_SETTINGS)
+        name = str(load_service()["service"]["name"])
+        config = AuthConfig.from_settings(values, SERVICE_ROOT, name)
+    except (SettingsError, GeneratedCodeMissing, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return config, KeyStore(config.keys_dir)
+
+
+_ALG = click.option("--alg", type=click.Choice(["EdDSA", "RS256"]), default=None,
+                    help="Key algorithm (default: SERVICE_KEY_ALGORITHM, EdDSA).")
+
+
+@main.group()
+def keys() -> None:
+    """This service's signing keys (SERVICE_KEYS_DIR), published at /.well-known/jwks.json."""
+
+
+@keys.command("generate")
+@_ALG
+def keys_generate(alg: str | None) -> None:
+    """Create the first signing key."""
+    from .keys import KeyStoreError
+
+    config, store = identity_or_exit()
+    try:
+        info = store.generate(alg or config.key_algorithm)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"signing key {info.kid} ({info.alg}) created in {store.directory}")
+
+
+@keys.command("rotate")
+@_ALG
+def keys_rotate(alg: str | None) -> None:
+    """Sign with a new key; the previous ones stay published until retired."""
+    from .keys import KeyStoreError
+
+    config, store = identity_or_exit()
+    try:
+        info = store.rotate(alg or config.key_algorithm)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"signing key {info.kid} ({info.alg}) created; the previous keys stay published")
+    click.echo(
+        "retire each one with `keys retire KID` once the tokens it signed have expired", err=True
+    )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List the keys, newest first: signing, published or retired."""
+    from .keys import KeyStoreError, format_keys
+
+    _config, store = identity_or_exit()
+    try:
+        click.echo(format_keys(store.keys()))
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@keys.command("retire")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Stop publishing a key and delete its private key: tokens it signed stop verifying."""
+    from .keys import KeyStoreError
+
+    _config, store = identity_or_exit()
+    try:
+        info = store.retire(kid)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"key {info.kid} retired")
+
+
+@main.command()
+@click.option("--scope", "scopes", multiple=True,
+              help='Scopes to grant, space-separated or repeated: --scope "a:read a:write".')
+@click.option("--audience", help="The service the token is for (default: SERVICE_AUDIENCE).")
+@click.option("--subject", help="Who the token speaks for (default: this service's issuer).")
+@click.option("--ttl", type=int, default=300, show_default=True, help="Lifetime in seconds.")
+def token(scopes: tuple[str, ...], audience: str | None, subject: str | None, ttl: int) -> None:
+    """Print a token signed by this service, for scripts and tests."""
+    from .keys import KeyStoreError, mint_token
+
+    config, store = identity_or_exit()
+    try:
+        minted = mint_token(
+            store,
+            issuer=config.issuer,
+            audience=audience or config.audience,
+            subject=subject or config.issuer,
+            scopes=[scope for value in scopes for scope in value.split()],
+            ttl=ttl,
+        )
+    except (KeyStoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(minted)
 
 def run() -> None:
     """Entry point of `python -m <package>`."""

@@ -3,9 +3,9 @@
 Every message travels as a CloudEvents JSON envelope:
 
     {"specversion": "1.0", "id": "6f1c...", "source": "orders", "type": "order.created.v1",
-     "dataschema": "urn:shoestring:orders:messages:order.created.v1", "time": "2024-05-01T12:30:00.123Z",
-     "datacontenttype": "application/json", "traceparent": "00-<trace id>-<span id>-01",
-     "data": {...}}
+     "dataschema": "urn:shoestring:orders:messages:order.created.v1",
+     "time": "2024-05-01T12:30:00.123Z", "datacontenttype": "application/json",
+     "traceparent": "00-<trace id>-<span id>-01", "data": {...}}
 
 The type carries the major version (`order.created.v1`), so a consumer can tell versions apart
 without opening the data. The catalog reads `_generated/service.json`: which messages this
@@ -136,7 +136,8 @@ class Catalog:
     def dataschema(self, type_: str, version: int) -> str:
         """The CloudEvents dataschema URI of a message version."""
         schema = self.published_schema(type_, version)
-        return schema.get("$id") or f"urn:shoestring:{self.service}:messages:{event_type(type_, version)}"
+        name = event_type(type_, version)
+        return schema.get("$id") or f"urn:shoestring:{self.service}:messages:{name}"
 
     # -- consuming ------------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ class Outgoing:
     def flush(self, conn: Connection) -> None:
         """Write the buffered rows in the caller's transaction: one INSERT per table."""
         if self.outbox_rows:
-            sql = conn.dialect.insert_ignore_sql(OUTBOX.name, COLUMNS, ("destination", "message_id"))
+            key = ("destination", "message_id")
+            sql = conn.dialect.insert_ignore_sql(OUTBOX.name, COLUMNS, key)
             conn.executemany(sql, self.outbox_rows)  # one multi-row INSERT on MySQL
             self.outbox_rows = []
         if self.queue_rows:
@@ -199,8 +200,8 @@ def relay_batch(
 def pending(conn: Connection, destinations: list[str] | None = None) -> dict[str, int]:
     """Outbox rows waiting for delivery, by destination."""
     rows = conn.fetchall(
-        "SELECT destination, COUNT(*) AS waiting FROM outbox WHERE status IN ('NEW', 'IN_PROGRESS') "
-        "GROUP BY destination",
+        "SELECT destination, COUNT(*) AS waiting FROM outbox "
+        "WHERE status IN ('NEW', 'IN_PROGRESS') GROUP BY destination",
         (),
     )
     counts = {row["destination"]: int(row["waiting"]) for row in rows}

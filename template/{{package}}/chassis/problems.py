@@ -61,7 +61,13 @@ class Problem(Exception):
         return body
 
 
+# RFC 9110's names, which older Pythons' http.HTTPStatus does not have yet.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
 def _title(status: int) -> str:
+    if status in _TITLES:
+        return _TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -70,9 +76,7 @@ def _title(status: int) -> str:
 
 def problem_response(problem: Problem) -> Response:
     """The HTTP response for a problem."""
-    response = Response(
-        json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON
-    )
+    response = Response(json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON)
     for name, value in problem.headers.items():
         response.headers[name] = value
     return response

@@ -497,6 +497,8 @@ def install(app: Flask, limiter: RateLimiter | None = None) -> RateLimiter:
                 "(define them in service.yaml and run `shoestring generate`)"
             )
     app.extensions[EXTENSION] = limiter
+    # For the WSGI server: waitress must keep X-Forwarded-For when proxies are trusted.
+    app.config["TRUSTED_PROXY_HOPS"] = limiter.trusted_proxy_hops
     app.after_request(_add_headers)
     return limiter
 

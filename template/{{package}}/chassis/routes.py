@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from . import audit, idempotency, ratelimit
+from . import audit, auth, idempotency, ratelimit
 from .context import Context, runtime
 from .db import Connection, retry_on_deadlock
 from .problems import Problem
@@ -70,6 +70,9 @@ def register_endpoints(
 
 def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
     def view(**path_values: str) -> Response:
+        # Every endpoint needs a valid token with all its scopes (401/403 otherwise), before
+        # anything else looks at the request.
+        g.identity = auth.authenticate(endpoint.scopes)
         # After authentication (which sets g.identity): a `client` limit counts per token.
         ratelimit.enforce(endpoint.rate_limit)
         key = idempotency.request_key() if endpoint.idempotent else None
@@ -134,8 +137,11 @@ def run_handler(
                     actor=getattr(ctx.identity, "subject", None),
                     request_id=ctx.request_id,
                     trace_id=ctx.trace_id,
-                    detail={"method": endpoint.method, "path": request.path,
-                            "status": endpoint.status},
+                    detail={
+                        "method": endpoint.method,
+                        "path": request.path,
+                        "status": endpoint.status,
+                    },
                 )
             ctx.flush_messages()
             if before_commit is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -172,8 +172,13 @@ class Settings:
         secret = {setting.name for setting in SETTINGS if setting.secret}
         shown = {}
         for name, value in sorted(self.values.items()):
-            shown[name] = redact(str(value)) if name in secret else str(value)
+            shown[name] = mask(str(value)) if name in secret else str(value)
         return shown
+
+
+def mask(value: str) -> str:
+    """A secret as it may be shown: a URL without its password, anything else as ***."""
+    return redact(value) if "://" in value else "***"
 
 
 def load_settings(
@@ -209,6 +214,18 @@ def load_database_url(
     return _parse(rules, _read(environ, env_file), env_file)["DATABASE_URL"]
 
 
+def load_only(
+    names: Iterable[str],
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = ENV_FILE,
+) -> dict[str, Any]:
+    """Some chassis settings alone, checked: for commands that need only those (`keys`,
+    `token`), so a peer URL not configured yet does not stop them."""
+    wanted = set(names)
+    rules = [setting for setting in SETTINGS if setting.name in wanted]
+    return _parse(rules, _read(environ, env_file), env_file)
+
+
 def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
     source: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
@@ -232,7 +249,7 @@ def _parse(
         try:
             values[rule.name] = rule.parse(raw)
         except ValueError as exc:
-            shown = redact(raw) if rule.secret else raw
+            shown = mask(raw) if rule.secret else raw
             problems.append(f"{rule.name}={shown!r}: {exc}")
     if problems:
         raise SettingsError(problems, env_file)

@@ -1,0 +1,282 @@
+"""The service's command line: `python -m <package> COMMAND`.
+
+    serve     run the HTTP service with waitress (local runs; cPanel uses passenger_wsgi.py)
+    migrate   apply pending database migrations (safe to run from every deploy and cron)
+    check     validate the settings, reach the database, list pending migrations
+    routes    list the HTTP endpoints
+    worker    handle queued messages and relay the outbox (cron: --max-seconds 55; VPS: --forever)
+    dead-letters   list, show, requeue or purge messages that failed for good
+
+A new command is a function decorated with `@main.command()` in this module.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .db import Database, DatabaseError, redact
+from .migrate import Migration, MigrationError, migrate, pending
+from .schemas import SERVICE_ROOT, GeneratedCodeMissing, endpoints
+from .settings import PACKAGE, Settings, SettingsError, load_database_url, load_settings
+
+
+def load_or_exit() -> tuple[Settings, Database]:
+    """Settings and database for a command, or a clear message and exit status 1."""
+    try:
+        settings = load_settings()
+    except (SettingsError, GeneratedCodeMissing) as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings, Database(settings.database_url, base_dir=settings.root)
+
+
+def database_or_exit() -> Database:
+    """The database named by DATABASE_URL (the only setting `migrate` needs), or a clear
+    message and exit status 1."""
+    try:
+        url = load_database_url()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return Database(url, base_dir=SERVICE_ROOT)
+
+
+@click.group(help=f"Run and operate the {PACKAGE} service.")
+def main() -> None:
+    pass
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--threads", default=4, show_default=True, type=int, help="Worker threads.")
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve HTTP with waitress (for local runs and simple VPS setups)."""
+    import waitress
+
+    from .app import create_app
+
+    try:
+        app = create_app()
+    except (SettingsError, GeneratedCodeMissing, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{PACKAGE} listening on http://{host}:{port} (Ctrl+C stops)", err=True)
+    # Waitress drops X-Forwarded-For unless told otherwise; the chassis reads it itself, and
+    # only as far as TRUSTED_PROXY_HOPS proxies wrote it (ratelimit.client_address).
+    trusts_proxies = app.config.get("TRUSTED_PROXY_HOPS", 0) > 0
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident=PACKAGE,
+        clear_untrusted_proxy_headers=not trusts_proxies,
+    )
+
+
+@main.command("migrate")
+@click.option("--dry-run", is_flag=True, help="List pending migrations; apply nothing.")
+def migrate_command(dry_run: bool) -> None:
+    """Apply pending migrations, chassis first, then the app's (migrations/)."""
+    db = database_or_exit()
+    try:
+        if dry_run:
+            waiting = pending(db)
+            for migration in waiting:
+                click.echo(f"pending {migration.name}")
+            click.echo(f"{len(waiting)} pending migration(s)")
+            return
+
+        def report(migration: Migration) -> None:
+            click.echo(f"applied {migration.name}")
+
+        done = migrate(db, on_applied=report)
+    except (MigrationError, DatabaseError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{len(done)} migration(s) applied" if done else "database is up to date")
+
+
+@main.command()
+def check() -> None:
+    """Validate settings, reach the database, report pending migrations. Exit 1 on a problem."""
+    problems: list[str] = []
+    try:
+        settings = load_settings()
+    except (SettingsError, GeneratedCodeMissing) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    for name, value in settings.describe().items():
+        click.echo(f"{name}={value}")
+    db = Database(settings.database_url, base_dir=settings.root)
+    try:
+        waiting = pending(db, settings.root)
+    except Exception as exc:
+        problems.append(f"database {redact(settings.database_url)} does not answer: {exc}")
+    else:
+        if waiting:
+            names = ", ".join(migration.name for migration in waiting)
+            problems.append(
+                f"{len(waiting)} migration(s) pending ({names}): run `python -m {PACKAGE} migrate`"
+            )
+    if problems:
+        for problem in problems:
+            click.echo(f"problem: {problem}", err=True)
+        sys.exit(1)
+    click.echo("ok: settings valid, database reachable, schema up to date")
+
+
+@main.command()
+def routes() -> None:
+    """List the HTTP endpoints: method, path, status, handler, scopes."""
+    try:
+        table = endpoints()
+    except GeneratedCodeMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    rows: list[tuple[Any, ...]] = [("METHOD", "PATH", "STATUS", "HANDLER", "SCOPES")]
+    rows += [
+        (e.method, e.path, e.status, e.name, " ".join(e.scopes) or "-") for e in table
+    ]
+    rows += [("GET", "/livez", 200, "(health)", "-"), ("GET", "/readyz", 200, "(health)", "-")]
+    widths = [max(len(str(row[column])) for row in rows) for column in range(5)]
+    for row in rows:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@main.command()
+@click.option("--max-seconds", type=float, default=55.0, show_default=True,
+              help="Stop claiming in time to exit before this budget (for cron every minute).")
+@click.option("--forever", is_flag=True, help="Poll until SIGTERM/Ctrl+C (for a VPS service).")
+@click.option("--once", is_flag=True, help="Process one batch and exit (tests, debugging).")
+@click.option("--batch-size", type=int, default=100, show_default=True,
+              help="Messages claimed and handled per transaction.")
+@click.option("--lease-seconds", type=float, default=120.0, show_default=True,
+              help="How long a claim lasts; a killed worker's messages come back after it.")
+@click.option("--poll-seconds", type=float, default=1.0, show_default=True,
+              help="Sleep between empty polls with --forever.")
+def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
+           lease_seconds: float, poll_seconds: float) -> None:
+    """Handle queued messages; overlapping runs are safe. Exits 0 when done."""
+    import signal
+
+    from .events import catalog
+    from .logs import configure_logging
+    from .worker import Worker, load_subscribers
+
+    settings, db = load_or_exit()
+    log = configure_logging(PACKAGE, settings.log_level)
+    try:
+        runner = Worker(
+            db, subscribers=load_subscribers(), catalog=catalog(), settings=settings, log=log,
+            batch_size=batch_size, lease_seconds=lease_seconds,
+            method=settings.get("CLAIM_METHOD", "auto"),
+            retention_days=settings.get("MESSAGE_RETENTION_DAYS"),
+        )
+    except (GeneratedCodeMissing, ValueError, DatabaseError) as exc:
+        raise click.ClickException(str(exc)) from None
+    # SIGTERM (systemd, kill) and Ctrl+C: finish the batch in hand, then exit.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    stats = runner.run(max_seconds=None if forever else max_seconds, forever=forever, once=once,
+                       poll_seconds=poll_seconds)
+    click.echo(" ".join(f"{key}={value}" for key, value in stats.as_dict().items()), err=True)
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Messages that failed for good (status FAILED) in the queue and the outbox."""
+
+
+def _selection(ids: tuple[int, ...], message_type: str | None, older_than: str | None,
+               everything: bool = True) -> Any:
+    from .deadletters import Selection, parse_age
+
+    if not (ids or message_type or older_than or everything):
+        raise click.UsageError("name the messages: IDs, --type, --older-than, or --all")
+    try:
+        age = parse_age(older_than) if older_than else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    return Selection(ids=ids, message_type=message_type, older_than_seconds=age)
+
+
+_TABLE = click.option("--table", type=click.Choice(["queue", "outbox", "all"]), default=None,
+                      help="Which table (default: both; queue when IDs are given).")
+_TYPE = click.option("--type", "message_type", help="Only this message type, e.g. order.created.")
+_AGE = click.option(
+    "--older-than", help="Only those that failed longer ago than this: 30m, 2h, 7d."
+)
+
+
+def _tables(table: str | None, ids: tuple[int, ...]) -> Any:
+    from .deadletters import tables
+
+    return tables("queue" if table is None and ids else table)
+
+
+@dead_letters.command("list")
+@_TABLE
+@_TYPE
+@_AGE
+@click.option("--limit", type=int, default=100, show_default=True)
+def dead_letters_list(table: str | None, message_type: str | None, older_than: str | None,
+                      limit: int) -> None:
+    """List dead letters, most recent first."""
+    from .deadletters import format_list, list_dead
+
+    _settings, db = load_or_exit()
+    rows = list_dead(db, _tables(table, ()), _selection((), message_type, older_than), limit)
+    click.echo(format_list(rows))
+
+
+@dead_letters.command("show")
+@click.argument("row_id", type=int)
+@click.option("--table", type=click.Choice(["queue", "outbox"]), default="queue",
+              show_default=True)
+def dead_letters_show(row_id: int, table: str) -> None:
+    """Show one message in full: envelope, attempts, last error with its traceback."""
+    from .deadletters import format_row, show, tables
+
+    _settings, db = load_or_exit()
+    (chosen,) = tables(table)
+    row = show(db, chosen, row_id)
+    if row is None:
+        raise click.ClickException(f"{chosen.name} has no row {row_id}")
+    click.echo(format_row(chosen, row))
+
+
+@dead_letters.command("requeue")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter the filters match.")
+@_TABLE
+@_TYPE
+@_AGE
+def dead_letters_requeue(ids: tuple[int, ...], everything: bool, table: str | None,
+                         message_type: str | None, older_than: str | None) -> None:
+    """Make dead letters NEW again, attempts reset (after fixing the cause)."""
+    from .deadletters import requeue
+
+    _settings, db = load_or_exit()
+    count = requeue(db, _tables(table, ids), _selection(ids, message_type, older_than, everything))
+    click.echo(f"requeued {count} message(s)")
+
+
+@dead_letters.command("purge")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter the filters match.")
+@_TABLE
+@_TYPE
+@_AGE
+def dead_letters_purge(ids: tuple[int, ...], everything: bool, table: str | None,
+                       message_type: str | None, older_than: str | None) -> None:
+    """Delete dead letters for good."""
+    from .deadletters import purge
+
+    _settings, db = load_or_exit()
+    count = purge(db, _tables(table, ids), _selection(ids, message_type, older_than, everything))
+    click.echo(f"purged {count} message(s)")
+
+
+def run() -> None:
+    """Entry point of `python -m <package>`."""
+    main(prog_name=f"python -m {PACKAGE}")

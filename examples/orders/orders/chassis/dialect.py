@@ -1,0 +1,379 @@
+"""Every difference between MySQL/MariaDB and SQLite, in one place.
+
+Code elsewhere writes SQL once, in the MySQL flavour PyMySQL understands (`%s` placeholders,
+`%%` for a literal percent sign), and asks the dialect for the few fragments that differ:
+the current time, row locks, upserts, and how to recognise a retryable error.
+
+Datetimes are stored the same way on both: naive UTC, microsecond precision. MySQL columns are
+`DATETIME(6)` and the session time zone is UTC; SQLite columns are declared `DATETIME` and hold
+text `YYYY-MM-DD HH:MM:SS.ffffff`, which sorts and compares like the time it names.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+import pymysql
+
+# `%s`, `%(name)s` and `%%` are the only format sequences a statement may contain (as with
+# PyMySQL, which formats the whole statement with Python's % operator).
+_FORMAT_SEQUENCE = re.compile(r"%\((\w+)\)s|%s|%%")
+
+# MySQL error numbers (https://dev.mysql.com/doc/mysql-errors/8.0/en/server-error-reference.html).
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213
+ER_DUP_ENTRY = 1062
+# Client-side errors that mean the connection is gone (server restarted, wait_timeout elapsed).
+CR_CONNECTION_LOST = {2006, 2013, 2055}
+
+
+def parse_server_version(version: str) -> tuple[str, tuple[int, ...]]:
+    """Split `SELECT VERSION()` output into ("mariadb" | "mysql", (major, minor, patch)).
+
+    >>> parse_server_version("10.11.6-MariaDB-0+deb12u1")
+    ('mariadb', (10, 11, 6))
+    >>> parse_server_version("8.0.36")
+    ('mysql', (8, 0, 36))
+    """
+    server = "mariadb" if "mariadb" in version.lower() else "mysql"
+    # Old MariaDB builds announce themselves as "5.5.5-10.x.y-MariaDB" for replication clients.
+    version = re.sub(r"^5\.5\.5-", "", version)
+    numbers = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if not numbers:
+        return server, (0,)
+    return server, tuple(int(part) for part in numbers.groups() if part is not None)
+
+
+class Dialect:
+    """What differs between database engines. Use `MySQLDialect` or `SQLiteDialect`."""
+
+    name: str
+    server: str
+    version: tuple[int, ...]
+
+    #: True when DDL runs inside transactions (SQLite). MySQL commits after each DDL statement,
+    #: so migrations there take a named lock instead of relying on one transaction.
+    transactional_ddl: bool
+
+    #: True when at most one write transaction runs at a time (SQLite's BEGIN IMMEDIATE), so a
+    #: select-then-update inside one transaction cannot race another writer.
+    serializes_writers: bool
+
+    #: An SQL expression for the current UTC time, with microseconds, comparable with stored
+    #: DATETIME values. Already escaped for use in a statement with parameters.
+    now_sql: str
+
+    @property
+    def supports_skip_locked(self) -> bool:
+        """Whether `SELECT ... FOR UPDATE SKIP LOCKED` is available."""
+        raise NotImplementedError
+
+    @property
+    def for_update(self) -> str:
+        """Clause that locks the selected rows until commit ("" where writers are serialized)."""
+        raise NotImplementedError
+
+    @property
+    def for_update_skip_locked(self) -> str:
+        """Clause that locks the selected rows and skips rows other transactions hold.
+
+        Empty on SQLite, where a write transaction (BEGIN IMMEDIATE) already excludes every other
+        writer, so a select-then-update inside `Database.transaction()` cannot race. Raises on a
+        MySQL server without SKIP LOCKED: check `supports_skip_locked` and use a compare-and-set
+        claim there.
+        """
+        raise NotImplementedError
+
+    def now_plus_seconds_sql(self) -> str:
+        """An expression for now + N seconds; takes one `%s` parameter (N, may be fractional)."""
+        raise NotImplementedError
+
+    def quote(self, identifier: str) -> str:
+        """Quote a table or column name."""
+        raise NotImplementedError
+
+    def translate(self, sql: str) -> str:
+        """Rewrite a statement written with `%s` placeholders for the driver."""
+        return sql
+
+    def upsert_sql(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key_columns: Sequence[str],
+        update_columns: Sequence[str] | None = None,
+    ) -> str:
+        """INSERT a row, or UPDATE `update_columns` (default: all non-key columns) when a row with
+        the same `key_columns` (a primary or unique key) exists. One `%s` per column."""
+        raise NotImplementedError
+
+    def insert_ignore_sql(
+        self, table: str, columns: Sequence[str], key_columns: Sequence[str]
+    ) -> str:
+        """INSERT a row unless one with the same `key_columns` exists. The statement's rowcount
+        is 1 when the row was inserted and 0 when it was already there (deduplication)."""
+        raise NotImplementedError
+
+    def upsert_computed_sql(
+        self,
+        table: str,
+        values: Mapping[str, str],
+        key_columns: Sequence[str],
+        assignments: Mapping[str, str],
+    ) -> str:
+        """INSERT one row, or apply `assignments` to the existing row with the same `key_columns`.
+
+        `values` maps each column to the SQL expression inserted (a placeholder, usually);
+        `assignments` maps columns to SQL expressions in which a bare column name means the
+        existing row's value. One atomic statement: the row is locked (MySQL) or the database
+        write-locked (SQLite) for the rest of the transaction.
+
+        MySQL applies assignments left to right, each seeing the ones before it; SQLite applies
+        them all to the old row. So an expression may only read columns that no earlier
+        assignment writes: put the columns that conditions read last.
+        """
+        columns = ", ".join(self.quote(column) for column in values)
+        inserted = ", ".join(values.values())
+        updates = ", ".join(
+            f"{self.quote(column)} = {expression}" for column, expression in assignments.items()
+        )
+        return (
+            f"INSERT INTO {self.quote(table)} ({columns}) VALUES ({inserted}) "
+            f"{self._on_conflict_update(key_columns)} {updates}"
+        )
+
+    def _on_conflict_update(self, key_columns: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def returning_sql(self, columns: Sequence[str]) -> str | None:
+        """A RETURNING clause that makes an INSERT/upsert return the row it left, or None where
+        the engine has none (MySQL: read the row back in the same transaction instead; the
+        upsert's row lock keeps it as the statement left it)."""
+        return None
+
+    def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
+        """DELETE at most `limit` rows matching `where`: purges in small batches keep each
+        transaction, and the locks it holds, short."""
+        raise NotImplementedError
+
+    def table_exists_sql(self) -> str:
+        """A query returning a row when the table named by its one `%s` parameter exists."""
+        raise NotImplementedError
+
+    def lock_sql(self) -> str | None:
+        """`SELECT` that takes a named lock (params: name, timeout seconds; returns 1 on success),
+        or None where the engine serializes writers itself."""
+        return None
+
+    def unlock_sql(self) -> str | None:
+        """`SELECT` that releases a named lock taken with `lock_sql` (param: name)."""
+        return None
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """True when the transaction failed only because of lock contention and may run again."""
+        raise NotImplementedError
+
+    def is_duplicate_key(self, exc: BaseException) -> bool:
+        """True when a statement failed on a primary or unique key."""
+        raise NotImplementedError
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        """True when the connection is unusable and must be replaced."""
+        raise NotImplementedError
+
+    def _column_list(self, columns: Sequence[str]) -> str:
+        return ", ".join(self.quote(column) for column in columns)
+
+    def _insert_sql(self, table: str, columns: Sequence[str]) -> str:
+        placeholders = ", ".join("%s" for _ in columns)
+        columns_sql = self._column_list(columns)
+        return f"INSERT INTO {self.quote(table)} ({columns_sql}) VALUES ({placeholders})"
+
+    def __repr__(self) -> str:
+        version = ".".join(str(part) for part in self.version)
+        return f"<{type(self).__name__} {self.server} {version}>"
+
+
+class MySQLDialect(Dialect):
+    """MySQL >= 5.7 and MariaDB >= 10.3, through PyMySQL."""
+
+    name = "mysql"
+    transactional_ddl = False
+    serializes_writers = False
+    now_sql = "UTC_TIMESTAMP(6)"
+
+    def __init__(self, server: str = "mysql", version: tuple[int, ...] = (0,)) -> None:
+        self.server = server
+        self.version = version
+
+    @property
+    def supports_skip_locked(self) -> bool:
+        if self.server == "mariadb":
+            return self.version >= (10, 6)
+        return self.version >= (8, 0, 1)
+
+    @property
+    def for_update(self) -> str:
+        return "FOR UPDATE"
+
+    @property
+    def for_update_skip_locked(self) -> str:
+        if not self.supports_skip_locked:
+            raise RuntimeError(
+                f"{self.server} {'.'.join(map(str, self.version))} has no SKIP LOCKED "
+                "(MariaDB >= 10.6 and MySQL >= 8.0.1 have it): use a compare-and-set claim"
+            )
+        return "FOR UPDATE SKIP LOCKED"
+
+    def now_plus_seconds_sql(self) -> str:
+        return "UTC_TIMESTAMP(6) + INTERVAL %s SECOND"
+
+    def quote(self, identifier: str) -> str:
+        return "`" + identifier.replace("`", "``") + "`"
+
+    def upsert_sql(self, table, columns, key_columns, update_columns=None) -> str:
+        if update_columns is None:
+            update_columns = [column for column in columns if column not in key_columns]
+        # VALUES(col) is deprecated in MySQL 8.0.20 in favour of a row alias, but MariaDB has no
+        # row alias and MySQL still accepts VALUES(), so it is the one form both servers run.
+        assignments = ", ".join(
+            f"{self.quote(column)} = VALUES({self.quote(column)})" for column in update_columns
+        )
+        if not assignments:  # nothing to update: keep the existing row as it is
+            return self.insert_ignore_sql(table, columns, key_columns)
+        return f"{self._insert_sql(table, columns)} ON DUPLICATE KEY UPDATE {assignments}"
+
+    def insert_ignore_sql(self, table, columns, key_columns) -> str:
+        # Not INSERT IGNORE: that also turns NOT NULL, foreign key and truncation errors into
+        # warnings. Assigning a key column to itself changes nothing, so the server reports 0
+        # affected rows for a duplicate (PyMySQL does not set CLIENT_FOUND_ROWS).
+        key = self.quote(key_columns[0])
+        return f"{self._insert_sql(table, columns)} ON DUPLICATE KEY UPDATE {key} = {key}"
+
+    def _on_conflict_update(self, key_columns: Sequence[str]) -> str:
+        return "ON DUPLICATE KEY UPDATE"
+
+    def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
+        return f"DELETE FROM {self.quote(table)} WHERE {where} LIMIT {int(limit)}"
+
+    def table_exists_sql(self) -> str:
+        return (
+            "SELECT 1 AS found FROM information_schema.tables"
+            " WHERE table_schema = DATABASE() AND table_name = %s"
+        )
+
+    def lock_sql(self) -> str:
+        return "SELECT GET_LOCK(%s, %s) AS acquired"
+
+    def unlock_sql(self) -> str:
+        return "SELECT RELEASE_LOCK(%s) AS released"
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return _mysql_errno(exc) in (ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT)
+
+    def is_duplicate_key(self, exc: BaseException) -> bool:
+        return _mysql_errno(exc) == ER_DUP_ENTRY
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.err.InterfaceError):  # "(0, '')": the socket is closed
+            return True
+        return _mysql_errno(exc) in CR_CONNECTION_LOST
+
+
+class SQLiteDialect(Dialect):
+    """SQLite >= 3.35 through the standard library."""
+
+    name = "sqlite"
+    server = "sqlite"
+    transactional_ddl = True
+    serializes_writers = True
+    # strftime's %f gives milliseconds (SS.SSS); three zeros make it the same 26-character
+    # shape as the microsecond text Python writes, so stored values compare as strings.
+    now_sql = "(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') || '000')"
+
+    def __init__(self) -> None:
+        self.version = sqlite3.sqlite_version_info
+
+    @property
+    def supports_skip_locked(self) -> bool:
+        return False
+
+    @property
+    def for_update(self) -> str:
+        return ""
+
+    @property
+    def for_update_skip_locked(self) -> str:
+        return ""
+
+    def now_plus_seconds_sql(self) -> str:
+        return "(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', printf('%%+.6f seconds', %s)) || '000')"
+
+    def quote(self, identifier: str) -> str:
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def translate(self, sql: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1):
+                return ":" + match.group(1)
+            return "?" if match.group(0) == "%s" else "%"
+
+        return _FORMAT_SEQUENCE.sub(replace, sql)
+
+    def upsert_sql(self, table, columns, key_columns, update_columns=None) -> str:
+        if update_columns is None:
+            update_columns = [column for column in columns if column not in key_columns]
+        if not update_columns:
+            return self.insert_ignore_sql(table, columns, key_columns)
+        assignments = ", ".join(
+            f"{self.quote(column)} = excluded.{self.quote(column)}" for column in update_columns
+        )
+        return (
+            f"{self._insert_sql(table, columns)} ON CONFLICT ({self._column_list(key_columns)}) "
+            f"DO UPDATE SET {assignments}"
+        )
+
+    def insert_ignore_sql(self, table, columns, key_columns) -> str:
+        return (
+            f"{self._insert_sql(table, columns)} "
+            f"ON CONFLICT ({self._column_list(key_columns)}) DO NOTHING"
+        )
+
+    def _on_conflict_update(self, key_columns: Sequence[str]) -> str:
+        return f"ON CONFLICT ({self._column_list(key_columns)}) DO UPDATE SET"
+
+    def returning_sql(self, columns: Sequence[str]) -> str:
+        return "RETURNING " + self._column_list(columns)
+
+    def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
+        # DELETE ... LIMIT needs a compile-time option most SQLite builds lack.
+        quoted = self.quote(table)
+        return (
+            f"DELETE FROM {quoted} WHERE rowid IN "
+            f"(SELECT rowid FROM {quoted} WHERE {where} LIMIT {int(limit)})"
+        )
+
+    def table_exists_sql(self) -> str:
+        return "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = %s"
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        # SQLITE_BUSY after busy_timeout ran out: another process held the write lock too long.
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "database is locked" in str(exc) or "database is busy" in str(exc)
+        )
+
+    def is_duplicate_key(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and (
+            "UNIQUE constraint failed" in str(exc) or "PRIMARY KEY" in str(exc)
+        )
+
+    def is_connection_lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc)
+
+
+def _mysql_errno(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None

@@ -1,0 +1,68 @@
+"""Housekeeping: finished messages are deleted after the retention period, a little at a time.
+
+DONE rows of the queue and the outbox are kept for MESSAGE_RETENTION_DAYS (for looking back at
+what happened), then deleted in small batches, each its own short transaction, so a purge never
+holds many locks or a long transaction while workers claim. Dead letters (FAILED) are kept until
+someone requeues or purges them (`dead-letters` command).
+"""
+
+from __future__ import annotations
+
+from .claim import OUTBOX, QUEUE, Table
+from .db import Database, retry_on_deadlock
+
+PURGE_BATCH = 500
+PURGE_MAX_BATCHES = 20  # at most 10,000 rows per table per run; the next run does the rest
+
+
+def purge_finished(
+    db: Database,
+    table: Table,
+    *,
+    older_than_seconds: float,
+    status: str = "DONE",
+    batch_size: int = PURGE_BATCH,
+    max_batches: int = PURGE_MAX_BATCHES,
+) -> int:
+    """Delete `status` rows of `table` that finished more than `older_than_seconds` ago; return
+    how many went."""
+    if status not in ("DONE", "FAILED"):
+        raise ValueError(f"only finished rows may be purged, not {status} ones")
+    total = 0
+    for _ in range(max_batches):
+
+        def purge_batch() -> int:
+            with db.transaction() as conn:
+                dialect = conn.dialect
+                # For a finished row, available_at is when it finished, so this is a range of the
+                # (status, ...available_at) index. No ORDER BY: the outbox index has the
+                # destination in between, and any old rows will do.
+                rows = conn.fetchall(
+                    f"SELECT id FROM {table.name} WHERE status = %s "
+                    f"AND available_at <= {dialect.now_plus_seconds_sql()} LIMIT %s",
+                    (status, -older_than_seconds, batch_size),
+                )
+                ids = [row["id"] for row in rows]
+                if ids:
+                    marks = ", ".join(["%s"] * len(ids))
+                    # The status check again: a dead letter requeued since the SELECT stays.
+                    conn.execute(
+                        f"DELETE FROM {table.name} WHERE id IN ({marks}) AND status = %s",
+                        (*ids, status),
+                    )
+                return len(ids)
+
+        deleted = retry_on_deadlock(purge_batch, db.dialect)
+        total += deleted
+        if deleted < batch_size:
+            break
+    return total
+
+
+def purge_done(db: Database, retention_days: float) -> dict[str, int]:
+    """Delete DONE rows older than `retention_days` from the queue and the outbox."""
+    seconds = retention_days * 86400
+    return {
+        table.name: purge_finished(db, table, older_than_seconds=seconds)
+        for table in (QUEUE, OUTBOX)
+    }

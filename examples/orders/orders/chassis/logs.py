@@ -1,0 +1,144 @@
+"""Structured logs: one JSON object per line, each carrying the request id and trace id.
+
+    {"time": "2024-05-01T12:30:00.123Z", "level": "INFO", "logger": "orders.http",
+     "message": "POST /v1/orders 201", "request_id": "9f2c...", "trace_id": "4bf92f35...",
+     "method": "POST", "path": "/v1/orders", "status": 201, "duration_ms": 12.4}
+
+Ids come from the caller when it sends them (`X-Request-Id`, W3C `traceparent`) so one
+operation can be followed across services; otherwise they are made up here. Passenger and
+systemd both collect stderr, where these lines go.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
+
+# W3C Trace Context: version-traceid-parentid-flags, lowercase hex; all-zero ids are invalid.
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# Accept a caller's request id only if it is short and plain, so it is safe in logs and headers.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
+_RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def trace_id_from(traceparent: str | None) -> str | None:
+    """The trace id of a valid `traceparent` header, else None."""
+    match = _TRACEPARENT.match((traceparent or "").strip().lower())
+    if not match or match.group(1) == "ff" or set(match.group(2)) == {"0"}:
+        return None
+    if set(match.group(3)) == {"0"}:
+        return None
+    return match.group(2)
+
+
+def incoming_ids(headers: Mapping[str, str]) -> tuple[str, str]:
+    """(request_id, trace_id) for a request: the caller's when valid, fresh ones otherwise."""
+    request_id = (headers.get("X-Request-Id") or "").strip()
+    if not _REQUEST_ID.match(request_id):
+        request_id = secrets.token_hex(16)
+    trace_id = trace_id_from(headers.get("traceparent")) or new_trace_id()
+    return request_id, trace_id
+
+
+def traceparent(trace_id: str, span_id: str | None = None) -> str:
+    """A `traceparent` header value continuing `trace_id` (sampled)."""
+    return f"00-{trace_id}-{span_id or new_span_id()}-01"
+
+
+@contextmanager
+def bound_ids(request_id: str | None, trace_id: str | None) -> Iterator[None]:
+    """Stamp every log line written inside the block with these ids (also for a worker's job)."""
+    tokens = (_request_id.set(request_id), _trace_id.set(trace_id))
+    try:
+        yield
+    finally:
+        _request_id.reset(tokens[0])
+        _trace_id.reset(tokens[1])
+
+
+def bind_ids(request_id: str | None, trace_id: str | None) -> tuple[Any, Any]:
+    """Like `bound_ids` for code split across hooks (Flask's before/after request)."""
+    return _request_id.set(request_id), _trace_id.set(trace_id)
+
+
+def unbind_ids(tokens: tuple[Any, Any]) -> None:
+    _request_id.reset(tokens[0])
+    _trace_id.reset(tokens[1])
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats a record as one line of JSON with the current ids and any `extra=` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id, trace_id = _request_id.get(), _trace_id.get()
+        if request_id:
+            entry["request_id"] = request_id
+        if trace_id:
+            entry["trace_id"] = trace_id
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the moment (test runners replace it per test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shoestring = True
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always sys.stderr
+
+
+def configure_logging(package: str, level: str) -> logging.Logger:
+    """Send the package's logs (and the web server's) as JSON lines to stderr at `level`.
+
+    Safe to call more than once (tests create many apps): the handler is installed once.
+    """
+    for name in (package, "waitress"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(getattr(handler, "_shoestring", False) for handler in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(JSONFormatter())
+            logger.addHandler(handler)
+        logger.propagate = False  # the root logger would print the same line again, unformatted
+    return logging.getLogger(package)

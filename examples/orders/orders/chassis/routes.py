@@ -1,0 +1,279 @@
+"""The endpoint table as Flask routes: assemble the request data, validate it, run the handler in
+one transaction, validate what it returns.
+
+For each request to an endpoint of `_generated/service.json`:
+
+1. the data is assembled: path parameters, plus the query string (GET, DELETE) or the JSON body
+   (other methods); strings from the path and query are turned into the integers, numbers and
+   booleans the schema asks for;
+2. it is validated against the endpoint's request schema (422 naming every bad field);
+3. the handler runs as `handle(ctx, data)` inside ONE database transaction, run again from the
+   start if the database aborts it as a deadlock victim (so keep side effects in the database:
+   `ctx.db`, `ctx.publish`);
+4. its return value is checked against the response schema before the transaction commits, so a
+   handler bug answers 500 and leaves no half-done writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from . import audit, auth, idempotency, ratelimit
+from .context import Context, runtime
+from .db import Connection, retry_on_deadlock
+from .problems import Problem
+from .schemas import Endpoint, to_jsonable, validation_errors
+
+Handler = Callable[[Context, dict[str, Any]], Any]
+
+_INTEGER = re.compile(r"^-?[0-9]+$")
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class HandlerResponseInvalid(Exception):
+    """A handler returned something its response schema does not allow (a bug in the handler)."""
+
+    def __init__(self, endpoint: Endpoint, errors: list[dict[str, str]]) -> None:
+        listed = "; ".join(f"{e['pointer'] or '/'} {e['detail']}" for e in errors)
+        super().__init__(
+            f"handler {endpoint.name} returned a body that does not match its response "
+            f"schema: {listed} (fix the handler or the response fields in service.yaml)"
+        )
+        self.errors = errors
+
+
+def register_endpoints(
+    app: Flask, endpoints: list[Endpoint], handlers: Mapping[str, Handler]
+) -> None:
+    """Add one Flask rule per endpoint. Every endpoint must have a handler in the registry."""
+    missing = [endpoint.name for endpoint in endpoints if endpoint.name not in handlers]
+    if missing:
+        raise LookupError(
+            f"no handler registered for {', '.join(missing)}: run `shoestring generate` to "
+            "rewrite _generated/registry.py and create the missing handler modules"
+        )
+    for endpoint in endpoints:
+        app.add_url_rule(
+            endpoint.flask_rule,
+            endpoint=f"endpoint.{endpoint.name}",
+            view_func=_view(endpoint, handlers[endpoint.name]),
+            methods=[endpoint.method],
+        )
+
+
+def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
+    def view(**path_values: str) -> Response:
+        # Every endpoint needs a valid token with all its scopes (401/403 otherwise), before
+        # anything else looks at the request.
+        g.identity = auth.authenticate(endpoint.scopes)
+        # After authentication (which sets g.identity): a `client` limit counts per token.
+        ratelimit.enforce(endpoint.rate_limit)
+        key = idempotency.request_key() if endpoint.idempotent else None
+        data = request_data(endpoint, path_values)
+        errors = validation_errors(endpoint.request_validator, data)
+        if errors:
+            raise Problem(
+                422,
+                f"the request does not match what {endpoint.name} accepts: fix the fields "
+                "listed in `errors`",
+                errors=errors,
+            )
+        if key is not None:  # claim the key, replay its response, or run and store
+            return idempotency.run_once(
+                endpoint.name,
+                endpoint.status,
+                key,
+                lambda finish: run_handler(endpoint, handler, data, before_commit=finish),
+            )
+        body = run_handler(endpoint, handler, data)
+        return json_response(body, endpoint.status)
+
+    view.__name__ = endpoint.name
+    view.__doc__ = endpoint.description
+    return view
+
+
+def run_handler(
+    endpoint: Endpoint,
+    handler: Handler,
+    data: dict[str, Any],
+    before_commit: Callable[[Connection, Any], None] | None = None,
+) -> Any:
+    """Call the handler in one transaction; return its response body (JSON-ready).
+
+    In that transaction, after the handler: the body is checked against the response schema,
+    an audit row is written (endpoints with `audit: true`), the messages the handler published
+    are written, and `before_commit(conn, body)` runs (e.g. storing the response of an
+    idempotent request). Any failure rolls all of it back.
+    """
+    state = runtime()
+
+    def attempt() -> Any:
+        with state.db.transaction() as conn:
+            ctx = Context(
+                db=conn,
+                log=state.log,
+                request_id=g.request_id,
+                trace_id=g.trace_id,
+                identity=g.get("identity"),
+                settings=state.settings,
+            )
+            # A copy: a handler that edits its input must not change what a retry sees.
+            body = to_jsonable(handler(ctx, copy.deepcopy(data)))
+            errors = validation_errors(endpoint.response_validator, body)
+            if errors:
+                raise HandlerResponseInvalid(endpoint, errors)
+            if endpoint.audit:
+                audit.record(
+                    conn,
+                    action=endpoint.name,
+                    actor=getattr(ctx.identity, "subject", None),
+                    request_id=ctx.request_id,
+                    trace_id=ctx.trace_id,
+                    detail={"method": endpoint.method, "path": request.path,
+                            "status": endpoint.status},
+                )
+            ctx.flush_messages()
+            if before_commit is not None:
+                before_commit(conn, body)
+            return body
+
+    return retry_on_deadlock(attempt, state.db.dialect, attempts=3)
+
+
+def json_response(body: Any, status: int) -> Response:
+    if status == 204:
+        return Response(status=204)
+    return Response(current_app.json.dumps(body), status=status, mimetype="application/json")
+
+
+# -- assembling the request data --------------------------------------------------------------
+
+
+def request_data(endpoint: Endpoint, path_values: Mapping[str, str]) -> Any:
+    """The data a handler sees: path parameters plus the query string or the JSON body."""
+    data = read_json_body() if endpoint.has_body else read_query(endpoint.request)
+    if not isinstance(data, dict):
+        return data  # a JSON array or scalar: validation reports it against the object schema
+    for name, raw in path_values.items():
+        value = coerce(raw, property_schema(endpoint.request, name))
+        if name in data and data[name] != value:
+            raise Problem(
+                422,
+                f"'{name}' is given in the path and in the body with different values: send it "
+                "in the path only",
+                errors=[{"pointer": f"/{name}", "detail": "differs from the value in the path"}],
+            )
+        data[name] = value
+    return data
+
+
+def read_json_body() -> Any:
+    """The request body parsed as JSON: 413 when too large, 415 when not JSON, 400 when malformed.
+
+    An empty body counts as `{}`, so an endpoint whose fields are all optional may be called
+    without one.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(
+            413,
+            f"the request body is {request.content_length} bytes; this service accepts at most "
+            f"{limit} bytes (MAX_BODY_BYTES)",
+        )
+    # Reads at most MAX_CONTENT_LENGTH bytes even without a Content-Length (chunked bodies);
+    # beyond that Werkzeug raises 413, which the app answers as problem+json.
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise Problem(
+            415,
+            f"the body is sent as {mimetype or 'an unnamed content type'}; send JSON with "
+            "Content-Type: application/json",
+        )
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise Problem(400, f"the body is not valid JSON: {_json_error(exc)}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_error(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    return str(exc)
+
+
+def read_query(schema: dict[str, Any]) -> dict[str, Any]:
+    """The query string as data: repeated keys make a list where the schema wants an array."""
+    data: dict[str, Any] = {}
+    repeated: list[dict[str, str]] = []
+    for name in request.args:
+        values = request.args.getlist(name)
+        field_schema = property_schema(schema, name)
+        if "array" in _types(field_schema):
+            items = field_schema.get("items", {}) if isinstance(field_schema, dict) else {}
+            data[name] = [coerce(value, items) for value in values]
+        elif len(values) > 1:
+            repeated.append({"pointer": f"/{name}", "detail": f"is given {len(values)} times"})
+        else:
+            data[name] = coerce(values[0], field_schema)
+    if repeated:
+        raise Problem(422, "give each query parameter once", errors=repeated)
+    return data
+
+
+def property_schema(schema: dict[str, Any], name: str) -> Any:
+    properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return properties.get(name, {})
+
+
+def _types(schema: Any) -> set[str]:
+    """Every JSON type a schema admits, looking inside anyOf/oneOf (optional fields use them)."""
+    if not isinstance(schema, dict):
+        return set()
+    declared = schema.get("type", [])
+    found = {declared} if isinstance(declared, str) else set(declared)
+    for keyword in ("anyOf", "oneOf"):
+        for choice in schema.get(keyword, []):
+            found |= _types(choice)
+    return found
+
+
+def coerce(raw: str, schema: Any) -> Any:
+    """A path or query string as the type the schema wants; left as text when it does not fit,
+    so that validation names the field and the expected type."""
+    types = _types(schema)
+    if not types or "string" in types:
+        return raw
+    if raw == "" and "null" in types:
+        return None
+    if "integer" in types and _INTEGER.match(raw):
+        return int(raw)
+    if "number" in types:
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return int(number) if _INTEGER.match(raw) else number
+    if "boolean" in types and raw.lower() in _BOOLEANS:
+        return _BOOLEANS[raw.lower()]
+    return raw

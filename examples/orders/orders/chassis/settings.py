@@ -1,0 +1,244 @@
+"""Settings: read from the environment and `.env`, checked once at start-up.
+
+Every problem is collected before anything fails, so one start-up error lists all of them:
+
+    invalid settings (set them in the environment or in /srv/orders/.env):
+      - MAX_BODY_BYTES='lots': must be a whole number of bytes, e.g. 1048576
+      - PAYMENTS_URL is missing: the service spec needs it (an http(s) URL)
+
+The environment wins over `.env`, so a hosting panel's variables override the file.
+To add a chassis setting, add a `Setting` to `SETTINGS`; keys the spec adds (peer URLs) come from
+`_generated/service.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from .auth import AUTH_SETTINGS
+from .db import DatabaseError, DatabaseURL, redact
+from .idempotency import IDEMPOTENCY_SETTINGS
+from .ratelimit import RATE_LIMIT_SETTINGS
+from .schemas import PACKAGE_DIR, SERVICE_ROOT, load_service
+
+PACKAGE = PACKAGE_DIR.name
+ENV_FILE = SERVICE_ROOT / ".env"
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or wrong; `problems` lists each with its fix."""
+
+    def __init__(self, problems: list[str], env_file: Path | None = None) -> None:
+        self.problems = problems
+        where = f"the environment or in {env_file}" if env_file else "the environment"
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"invalid settings (set them in {where}):\n{lines}")
+
+
+def _parse_database_url(raw: str) -> str:
+    try:
+        DatabaseURL.parse(raw)
+    except DatabaseError as exc:
+        raise ValueError(str(exc)) from None
+    return raw
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError("must be a whole number of bytes, e.g. 1048576") from None
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _parse_http_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://payments.example.com")
+    return raw.strip().rstrip("/")
+
+
+def _parse_days(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number of days, e.g. 7 (or 0.5 for twelve hours)") from None
+    if value < 0:
+        raise ValueError("must be 0 or more days")
+    return value
+
+
+def _parse_claim_method(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("auto", "skip_locked", "compare_and_set"):
+        raise ValueError("must be auto, skip_locked or compare_and_set")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment key: its default (None = required), parser and meaning."""
+
+    name: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+
+SETTINGS: list[Setting] = [
+    Setting(
+        "DATABASE_URL",
+        f"sqlite:///var/{PACKAGE}.db",
+        _parse_database_url,
+        "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
+        secret=True,
+    ),
+    Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    Setting(
+        "MAX_BODY_BYTES",
+        "1048576",
+        _parse_positive_int,
+        "largest request body accepted, in bytes (larger ones get 413)",
+    ),
+    Setting(
+        "MESSAGE_RETENTION_DAYS",
+        "7",
+        _parse_days,
+        "days to keep handled (DONE) queue and outbox rows before the worker deletes them",
+    ),
+    Setting(
+        "CLAIM_METHOD",
+        "auto",
+        _parse_claim_method,
+        "how workers claim messages: auto (SKIP LOCKED where the server has it), skip_locked or "
+        "compare_and_set",
+    ),
+]
+# Service identity and token verification (auth.py documents each key).
+SETTINGS += [Setting(name, default, parse, help) for name, default, parse, help in AUTH_SETTINGS]
+# Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
+SETTINGS += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
+
+
+def spec_setting(name: str) -> Setting:
+    """The rule for a key the spec adds. Peer URLs (`*_URL`) must be http(s) URLs."""
+    parse = _parse_http_url if name.endswith("_URL") else str
+    meaning = "an http(s) URL" if name.endswith("_URL") else "a value"
+    return Setting(name, None, parse, f"the service spec needs it ({meaning})")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings of the running service."""
+
+    database_url: str
+    log_level: str
+    max_body_bytes: int
+    root: Path = SERVICE_ROOT
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        """Any setting by its environment name: `settings["PAYMENTS_URL"]`."""
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelName(self.log_level)
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as text with secrets redacted, for `check` and logs."""
+        secret = {setting.name for setting in SETTINGS if setting.secret}
+        shown = {}
+        for name, value in sorted(self.values.items()):
+            shown[name] = mask(str(value)) if name in secret else str(value)
+        return shown
+
+
+def mask(value: str) -> str:
+    """A secret as it may be shown: a URL without its password, anything else as ***."""
+    return redact(value) if "://" in value else "***"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = ENV_FILE,
+    spec_keys: list[str] | None = None,
+    root: Path = SERVICE_ROOT,
+) -> Settings:
+    """Read, parse and check every setting; raise `SettingsError` listing all problems.
+
+    `environ` defaults to `os.environ`; `env_file` (default: `.env` in the service root) fills in
+    keys the environment lacks; `spec_keys` defaults to the keys in `_generated/service.json`.
+    """
+    if spec_keys is None:
+        spec_keys = list(load_service().get("settings", []))
+    rules = SETTINGS + [spec_setting(name) for name in spec_keys]
+    values = _parse(rules, _read(environ, env_file), env_file)
+    return Settings(
+        database_url=values["DATABASE_URL"],
+        log_level=values["LOG_LEVEL"],
+        max_body_bytes=values["MAX_BODY_BYTES"],
+        root=root,
+        values=MappingProxyType(values),
+    )
+
+
+def load_database_url(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
+) -> str:
+    """DATABASE_URL alone, checked: for commands that need only the database (`migrate`), so a
+    peer URL not configured yet does not stop a schema migration."""
+    rules = [setting for setting in SETTINGS if setting.name == "DATABASE_URL"]
+    return _parse(rules, _read(environ, env_file), env_file)["DATABASE_URL"]
+
+
+def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    source: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+    return source
+
+
+def _parse(
+    rules: list[Setting], source: Mapping[str, str], env_file: Path | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for rule in rules:
+        raw = source.get(rule.name, "")
+        if raw.strip() == "":
+            if rule.default is None:
+                problems.append(f"{rule.name} is missing: {rule.help}")
+                continue
+            raw = rule.default
+        try:
+            values[rule.name] = rule.parse(raw)
+        except ValueError as exc:
+            shown = mask(raw) if rule.secret else raw
+            problems.append(f"{rule.name}={shown!r}: {exc}")
+    if problems:
+        raise SettingsError(problems, env_file)
+    return values

@@ -1,0 +1,18 @@
+"""Handles payment.captured v1 from payments.
+
+This module is yours: `shoestring generate` created it once and never touches it again.
+
+`event` is the message's data, already valid against
+orders/_generated/schemas/subscriptions/payment.captured.v1.json. What `handle` writes
+through ctx.db commits in one transaction with the message's completion, so each message
+takes effect once; raise an exception to have the message retried under the 'default'
+retry policy.
+"""
+
+from typing import Any
+
+from ..chassis.context import Context
+
+
+def handle(ctx: Context, event: dict[str, Any]) -> None:
+    """Act on the message: replace this docstring with the real work."""

@@ -1,0 +1,725 @@
+"""Token verification: the attacks a zero-trust service must refuse, and the tokens it must accept.
+
+Every refused request is checked for its status (401 or 403, never 500), its
+`WWW-Authenticate` challenge, its problem+json body, and for the absence of any side effect:
+the handler never ran. Peer JWKS are served by a real HTTP server on 127.0.0.1 that counts
+the requests it gets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from flask import Flask, g
+from werkzeug.serving import make_server
+
+from conftest_auth import chassis_module
+
+auth = chassis_module("auth")
+keys = chassis_module("keys")
+settings_module = chassis_module("settings")
+
+READ = ["orders:read"]
+
+
+# -- test doubles of the outside world: real servers on 127.0.0.1 ---------------------------------
+
+
+class JwksServer:
+    """An HTTP server on 127.0.0.1 serving JSON documents by path and counting requests."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, Any] = {}
+        self.hits: Counter[str] = Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                server.hits[self.path] += 1
+                document = server.documents.get(self.path)
+                body = json.dumps(document).encode() if document is not None else b"{}"
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+
+
+class HttpClient:
+    """Calls a served app over a real socket."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def call(self, token: str | None, path: str = "/v1/orders") -> Reply:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return self.get(path, headers)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
+        req = urllib.request.Request(self.base_url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return Reply(resp.status, resp.headers, json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, exc.headers, json.loads(exc.read()))
+
+
+class TestService:
+    """The service under test: its app, its key directory, and what its handler saw."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.settings = settings_module.load_settings(
+            environ={"SERVICE_KEYS_DIR": str(root / "keys"), **env},
+            env_file=None,
+            spec_keys=[],
+            root=root,
+        )
+        self.handled: list[Any] = []
+        self.app = Flask("orders")
+        self.verifier = auth.install(self.app, self.settings, service_name="orders")
+        self.store = self.verifier.store
+        if not self.store.keys():
+            self.store.generate()
+
+        @self.app.get("/v1/orders")
+        def list_orders() -> dict[str, Any]:
+            g.identity = auth.authenticate(READ)
+            self.handled.append(g.identity)
+            return {"orders": []}
+
+        self.client = self.app.test_client()
+
+    def mint(self, scopes: list[str], subject: str = "tester") -> str:
+        config = self.verifier.config
+        return keys.mint_token(
+            self.store, issuer=config.issuer, audience=config.audience, subject=subject, scopes=scopes
+        )
+
+    def call(self, token: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+        if headers is None:
+            headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return self.get("/v1/orders", headers)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
+        response = self.client.get(path, headers=headers or {})
+        return Reply(response.status_code, response.headers, response.get_json(force=True))
+
+    @contextmanager
+    def serve(self):
+        server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+        thread.start()
+        try:
+            yield HttpClient(f"http://127.0.0.1:{server.server_port}")
+        finally:
+            server.shutdown()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def jwks_server():
+    server = JwksServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def peer(tmp_path: Path):
+    """Another service's key directory (its JWKS is served by `jwks_server` when needed)."""
+    store = keys.KeyStore(tmp_path / "peer-keys")
+    store.generate()
+    return store
+
+
+@pytest.fixture
+def service(tmp_path: Path, jwks_server: JwksServer, peer):
+    jwks_server.documents["/payments/jwks.json"] = peer.jwks()
+    svc = TestService(
+        tmp_path,
+        {
+            "TRUSTED_ISSUERS": f"payments={jwks_server.url('/payments/jwks.json')}",
+            "JWKS_REFETCH_COOLDOWN_SECONDS": "60",
+        },
+    )
+    yield svc
+    svc.close()
+
+
+def b64(data: bytes | str | dict) -> str:
+    if isinstance(data, dict):
+        data = json.dumps(data)
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    base = {
+        "iss": "orders",
+        "sub": "tester",
+        "aud": "orders",
+        "iat": now,
+        "exp": now + 300,
+        "scope": "orders:read",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def sign(store, payload: dict, **header) -> str:
+    key = store.signing_key()
+    return jwt.encode(payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, **header})
+
+
+def assert_refused(service: TestService, response, status: int = 401) -> None:
+    assert response.status == status, response.body
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.body["status"] == status and response.body["detail"]
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="orders"')
+    if status == 401:
+        assert 'error="invalid_token"' in challenge
+    assert service.handled == []
+
+
+# -- accepted tokens -----------------------------------------------------------------------------
+
+
+def test_own_token_reaches_the_handler_with_the_identity(service):
+    token = service.mint(["orders:read", "orders:write"], subject="script")
+    response = service.call(token)
+    assert response.status == 200, response.body
+    (identity,) = service.handled
+    assert identity.subject == "script" and identity.issuer == "orders"
+    assert identity.scopes == frozenset({"orders:read", "orders:write"})
+    assert identity.claims["aud"] == "orders"
+
+
+def test_token_of_a_rotated_key_verifies_until_the_key_is_retired(service):
+    old_token = service.mint(READ)
+    old_kid = service.store.signing_key().kid
+    service.store.rotate("RS256")
+    new_token = service.mint(READ)
+    assert jwt.get_unverified_header(new_token)["alg"] == "RS256"
+    assert service.call(old_token).status == 200
+    assert service.call(new_token).status == 200
+    service.store.retire(old_kid)
+    service.handled.clear()
+    assert_refused(service, service.call(old_token))
+    assert service.call(new_token).status == 200
+
+
+def test_peer_token_verifies_with_the_peer_jwks_fetched_once(service, peer, jwks_server):
+    token = sign(peer, claims(iss="payments", sub="payments"))
+    for _ in range(5):
+        assert service.call(token).status == 200
+    assert jwks_server.hits["/payments/jwks.json"] == 1
+    assert service.handled[0].issuer == "payments"
+
+
+def test_peer_key_rotation_is_picked_up_after_the_cooldown(tmp_path, peer, jwks_server):
+    jwks_server.documents["/payments/jwks.json"] = peer.jwks()
+    svc = TestService(
+        tmp_path,
+        {
+            "TRUSTED_ISSUERS": f"payments={jwks_server.url('/payments/jwks.json')}",
+            "JWKS_REFETCH_COOLDOWN_SECONDS": "0.3",
+        },
+    )
+    try:
+        assert svc.call(sign(peer, claims(iss="payments"))).status == 200
+        peer.rotate()
+        jwks_server.documents["/payments/jwks.json"] = peer.jwks()
+        rotated = sign(peer, claims(iss="payments"))
+        time.sleep(0.35)
+        assert svc.call(rotated).status == 200
+        assert jwks_server.hits["/payments/jwks.json"] == 2
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("form", ["pem", "jwks", "jwk"])
+def test_peer_pinned_in_a_key_file(tmp_path, peer, form):
+    info = peer.keys()[0]
+    public = peer.signing_key().private_key.public_key()
+    path = tmp_path / f"billing.{form}"
+    if form == "pem":
+        path.write_bytes(
+            public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    elif form == "jwks":
+        path.write_text(json.dumps(peer.jwks()))
+    else:
+        path.write_text(json.dumps(dict(info.public_jwk)))  # no kid: the thumbprint is used
+    svc = TestService(tmp_path, {"TRUSTED_ISSUERS": f"billing={path}"})
+    try:
+        assert svc.call(sign(peer, claims(iss="billing"))).status == 200
+        svc.handled.clear()
+        other = keys.KeyStore(tmp_path / "other")
+        other.generate()
+        assert_refused(svc, svc.call(sign(other, claims(iss="billing"))))
+    finally:
+        svc.close()
+
+
+def test_token_within_the_leeway_is_accepted(service):
+    now = int(time.time())
+    token = sign(service.store, claims(exp=now - 10, nbf=now + 10, iat=now + 10))
+    assert service.call(token).status == 200
+
+
+@pytest.mark.parametrize(
+    "scope_claims",
+    [
+        {"scope": "orders:read"},
+        {"scope": "profile orders:read  email"},
+        {"scope": ..., "scp": ["orders:read"]},
+        {"scope": ..., "scp": "openid orders:read"},
+    ],
+)
+def test_scopes_come_from_scope_or_scp(service, scope_claims):
+    assert service.call(sign(service.store, claims(**scope_claims))).status == 200
+
+
+def test_audience_list_that_names_this_service_is_accepted(service):
+    assert service.call(sign(service.store, claims(aud=["payments", "orders"]))).status == 200
+
+
+def test_lowercase_bearer_scheme_is_accepted(service):
+    response = service.call(headers={"Authorization": "bearer " + service.mint(READ)})
+    assert response.status == 200
+
+
+def test_jwks_endpoint_publishes_every_live_key(service):
+    first = service.store.signing_key().kid
+    second = service.store.rotate().kid
+    response = service.get("/.well-known/jwks.json")
+    assert response.status == 200
+    published = response.body["keys"]
+    assert [k["kid"] for k in published] == [second, first]
+    assert all(k["use"] == "sig" and "d" not in k for k in published)
+
+
+# -- missing, malformed and forged tokens --------------------------------------------------------
+
+
+def test_missing_token_gets_a_bare_bearer_challenge(service):
+    response = service.call(headers={})
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="orders"'
+    assert response.body["title"] == "Unauthorized"
+    assert service.handled == []
+
+
+def test_other_authorization_scheme_counts_as_missing(service):
+    response = service.call(headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status == 401
+    assert "error=" not in response.headers["WWW-Authenticate"]
+    assert service.handled == []
+
+
+@pytest.mark.parametrize("value", ["Bearer", "Bearer ", "Bearer a b", "Bearer \t"])
+def test_malformed_authorization_header_is_refused(service, value):
+    assert_refused(service, service.call(headers={"Authorization": value}))
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
+@pytest.mark.parametrize("signature", ["", "c2lnbmF0dXJl"])
+def test_alg_none_is_refused(service, alg, signature):
+    kid = service.store.signing_key().kid
+    token = f"{b64({'alg': alg, 'kid': kid, 'typ': 'JWT'})}.{b64(claims())}.{signature}"
+    assert_refused(service, service.call(token))
+
+
+def _public_key_secrets(store) -> list[bytes]:
+    public = store.signing_key().private_key.public_key()
+    info = store.keys()[0]
+    return [
+        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        json.dumps(dict(info.public_jwk)).encode(),
+        base64.urlsafe_b64decode(info.public_jwk["x"] + "=="),
+    ]
+
+
+@pytest.mark.parametrize("secret_index", range(4))
+@pytest.mark.parametrize("alg", ["HS256", "HS512"])
+def test_hmac_signed_with_the_public_key_is_refused(service, secret_index, alg):
+    """The classic key-confusion attack: the public key (known to all) used as an HMAC secret."""
+    secret = _public_key_secrets(service.store)[secret_index]
+    kid = service.store.signing_key().kid
+    signing_input = f"{b64({'alg': alg, 'kid': kid, 'typ': 'JWT'})}.{b64(claims())}"
+    digest = hashlib.sha256 if alg == "HS256" else hashlib.sha512
+    signature = b64(hmac.new(secret, signing_input.encode(), digest).digest())
+    assert_refused(service, service.call(f"{signing_input}.{signature}"))
+
+
+def test_stripped_signature_is_refused(service):
+    header, payload, _ = service.mint(READ).split(".")
+    assert_refused(service, service.call(f"{header}.{payload}."))
+    assert_refused(service, service.call(f"{header}.{payload}"))
+
+
+def test_payload_spliced_from_another_token_is_refused(service):
+    reader = service.mint(READ).split(".")
+    admin = sign(service.store, claims(scope="orders:read orders:admin", sub="admin")).split(".")
+    assert_refused(service, service.call(f"{reader[0]}.{admin[1]}.{reader[2]}"))
+    assert_refused(service, service.call(f"{admin[0]}.{reader[1]}.{admin[2]}"))
+
+
+def test_payload_edited_after_signing_is_refused(service):
+    header, payload, signature = service.mint(READ).split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    data["sub"] = "admin"
+    assert_refused(service, service.call(f"{header}.{b64(data)}.{signature}"))
+
+
+def test_token_signed_by_an_unknown_key_with_a_known_kid_is_refused(service):
+    attacker = ed25519.Ed25519PrivateKey.generate()
+    kid = service.store.signing_key().kid
+    token = jwt.encode(claims(), attacker, algorithm="EdDSA", headers={"kid": kid})
+    assert_refused(service, service.call(token))
+
+
+def test_expired_token_beyond_the_leeway_is_refused(service):
+    token = sign(service.store, claims(exp=int(time.time()) - 31 - 2))
+    response = service.call(token)
+    assert_refused(service, response)
+    assert "expired" in response.body["detail"]
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_token_from_the_future_is_refused(service, claim):
+    token = sign(service.store, claims(**{claim: int(time.time()) + 120}))
+    assert_refused(service, service.call(token))
+
+
+@pytest.mark.parametrize("claim", ["exp", "iss", "aud", "iat", "sub"])
+def test_token_missing_a_required_claim_is_refused(service, claim):
+    response = service.call(sign(service.store, claims(**{claim: ...})))
+    assert_refused(service, response)
+
+
+@pytest.mark.parametrize("value", ["9999999999", True, None, [1], {"t": 1}])
+def test_expiry_that_is_not_a_number_is_refused(service, value):
+    assert_refused(service, service.call(sign(service.store, claims(exp=value))))
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["evil", "order", "orders ", "Orders", "orders/x", "payments.evil", "paymentsx", "https://orders"],
+)
+def test_untrusted_or_prefix_matching_issuer_is_refused(service, issuer):
+    # Signed with this service's own key: only the issuer name is wrong.
+    assert_refused(service, service.call(sign(service.store, claims(iss=issuer))))
+
+
+@pytest.mark.parametrize("audience", ["payments", "order", "orders-admin", "", ["payments"], []])
+def test_token_for_another_audience_is_refused(service, audience):
+    assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
+
+
+@pytest.mark.parametrize("audience", [42, {"orders": True}, [1, "orders"], True])
+def test_audience_that_is_not_a_string_or_list_of_strings_is_refused(service, audience):
+    assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
+
+
+def test_token_from_a_trusted_peer_for_another_audience_is_refused(service, peer):
+    token = sign(peer, claims(iss="payments", aud="payments"))
+    assert_refused(service, service.call(token))
+
+
+def test_peer_cannot_issue_tokens_in_this_service_name(service, peer):
+    # The peer's key is trusted only for the peer's issuer.
+    assert_refused(service, service.call(sign(peer, claims(iss="orders"))))
+
+
+def test_thousand_random_kids_cause_at_most_one_jwks_fetch(service, jwks_server):
+    attacker = ed25519.Ed25519PrivateKey.generate()
+    for _ in range(1000):
+        token = jwt.encode(
+            claims(iss="payments"), attacker, algorithm="EdDSA", headers={"kid": uuid.uuid4().hex}
+        )
+        response = service.call(token)
+        assert response.status == 401
+    assert jwks_server.hits["/payments/jwks.json"] <= 1
+    assert service.handled == []
+
+
+@pytest.mark.parametrize("header_name", ["jku", "x5u", "jwk"])
+@pytest.mark.parametrize("issuer", ["orders", "payments"])
+def test_key_location_headers_are_never_followed(service, jwks_server, header_name, issuer):
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    attacker_jwk = {**keys.public_jwk(attacker.public_key()), "kid": "attacker", "alg": "RS256"}
+    jwks_server.documents["/attacker/jwks.json"] = {"keys": [attacker_jwk]}
+    value = attacker_jwk if header_name == "jwk" else jwks_server.url("/attacker/jwks.json")
+    for kid in ("attacker", keys.thumbprint(attacker_jwk)):
+        token = jwt.encode(
+            claims(iss=issuer), attacker, algorithm="RS256", headers={"kid": kid, header_name: value}
+        )
+        assert_refused(service, service.call(token))
+    assert jwks_server.hits["/attacker/jwks.json"] == 0
+
+
+def test_x5c_certificate_chain_header_is_not_trusted(service):
+    attacker = ed25519.Ed25519PrivateKey.generate()
+    token = jwt.encode(claims(), attacker, algorithm="EdDSA", headers={"x5c": ["MIIB"], "kid": "x"})
+    assert_refused(service, service.call(token))
+
+
+def test_symmetric_key_in_a_peer_jwks_is_never_used(service, jwks_server):
+    secret = b"shared-secret-known-to-the-attacker"
+    jwks_server.documents["/payments/jwks.json"] = {
+        "keys": [{"kty": "oct", "k": b64(secret), "kid": "oct", "alg": "HS256"}]
+    }
+    token = jwt.encode(claims(iss="payments"), secret, algorithm="HS256", headers={"kid": "oct"})
+    assert_refused(service, service.call(token))
+
+
+def test_weak_rsa_key_in_a_peer_jwks_is_never_used(service, jwks_server):
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    jwks_server.documents["/payments/jwks.json"] = {
+        "keys": [{**keys.public_jwk(weak.public_key()), "kid": "weak"}]
+    }
+    with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
+        token = jwt.encode(claims(iss="payments"), weak, algorithm="RS256", headers={"kid": "weak"})
+    assert_refused(service, service.call(token))
+
+
+def test_key_published_with_its_private_part_is_never_used(service, peer, jwks_server):
+    # A peer that leaks its private key in its JWKS has lost it: its tokens must not verify.
+    private = peer.signing_key().private_key
+    numbers = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    leaked = {**peer.jwks()["keys"][0], "d": b64(numbers)}
+    jwks_server.documents["/payments/jwks.json"] = {"keys": [leaked]}
+    assert_refused(service, service.call(sign(peer, claims(iss="payments"))))
+
+
+def test_rsa_key_cannot_be_used_with_another_rsa_algorithm_than_pinned(service):
+    service.store.rotate("RS256")
+    key = service.store.signing_key()
+    token = jwt.encode(claims(), key.private_key, algorithm="PS256", headers={"kid": key.kid})
+    assert_refused(service, service.call(token))
+
+
+def test_insufficient_scope_is_403_naming_the_scope(service):
+    response = service.call(sign(service.store, claims(scope="orders:readx orders:write")))
+    assert_refused(service, response, status=403)
+    challenge = response.headers["WWW-Authenticate"]
+    assert 'error="insufficient_scope"' in challenge and 'scope="orders:read"' in challenge
+    assert response.body["title"] == "Forbidden"
+
+
+@pytest.mark.parametrize(
+    "scope_claims",
+    [
+        {"scope": "orders:rea"},
+        {"scope": "ORDERS:READ"},
+        {"scope": "orders:*"},
+        {"scope": "orders"},
+        {"scope": ...},
+        {"scope": "", "scp": []},
+        {"scope": ..., "scp": ["orders:read orders:write"]},
+    ],
+)
+def test_scopes_match_exactly(service, scope_claims):
+    assert_refused(service, service.call(sign(service.store, claims(**scope_claims))), status=403)
+
+
+@pytest.mark.parametrize("scope", [["orders:read"], {"orders:read": True}, 7])
+def test_scope_claim_of_the_wrong_type_is_refused(service, scope):
+    assert_refused(service, service.call(sign(service.store, claims(scope=scope))))
+
+
+@pytest.mark.parametrize("typ", ["logout+jwt", "dpop+jwt", "secevent+jwt", 5])
+def test_token_of_another_type_is_refused(service, typ):
+    assert_refused(service, service.call(sign(service.store, claims(), typ=typ)))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-token",
+        "a.b",
+        "a.b.c.d",
+        "!!!.@@@.###",
+        "eyJ.eyJ.sig",
+        b64("not json") + "." + b64(claims()) + ".c2ln",
+        b64("[1, 2]") + "." + b64(claims()) + ".c2ln",
+        b64({"alg": "EdDSA", "kid": 7}) + "." + b64(claims()) + ".c2ln",
+        b64({"alg": "EdDSA"}) + "." + b64("not json") + ".c2ln",
+        b64({"alg": "EdDSA"}) + "." + b64("[]") + ".c2ln",
+        b64({"alg": "EdDSA", "crit": ["exp"], "exp": 1}) + "." + b64(claims()) + ".c2ln",
+        b64({"alg": "EdDSA", "b64": False, "crit": ["b64"]}) + "." + b64(claims()) + ".c2ln",
+        b64({"alg": ["EdDSA"]}) + "." + b64(claims()) + ".c2ln",
+        b64({"alg": "EdDSA"}) + "=." + b64(claims()) + ".c2ln",
+        "\u00e9" + b64({"alg": "EdDSA"}) + "." + b64(claims()) + ".c2ln",
+    ],
+)
+def test_malformed_token_is_401_never_500(service, token):
+    assert_refused(service, service.call(token))
+
+
+def test_token_of_10_kb_is_refused_before_parsing(service):
+    padding = "x" * 10_000
+    token = sign(service.store, claims(padding=padding))
+    started = time.perf_counter()
+    response = service.call(token)
+    assert_refused(service, response)
+    assert "longer than" in response.body["detail"]
+    assert time.perf_counter() - started < 1
+
+
+def test_verifier_refuses_a_long_token_whatever_the_transport(service):
+    with pytest.raises(auth.InvalidToken, match="longer than"):
+        service.verifier.verify("a" * (auth.MAX_TOKEN_LENGTH + 1))
+
+
+def test_problem_details_never_echo_unsafe_characters_into_the_challenge(service):
+    response = service.call(sign(service.store, claims(iss='evil" , error="none\\')))
+    assert_refused(service, response)
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.count('"') % 2 == 0 and "\\" not in challenge
+
+
+# -- over real HTTP ------------------------------------------------------------------------------
+
+
+def test_attacks_over_real_http_are_refused(service, peer):
+    with service.serve() as http:
+        assert http.call(service.mint(READ)).status == 200
+        assert http.call(sign(peer, claims(iss="payments"))).status == 200
+        refused = [
+            http.call(None),
+            http.call(f"{b64({'alg': 'none'})}.{b64(claims())}."),
+            http.call(sign(service.store, claims(aud="payments"))),
+            http.call(sign(service.store, claims(exp=int(time.time()) - 120))),
+            http.call("x" * 12_000),
+        ]
+        assert [r.status for r in refused] == [401] * 5
+        assert all(r.headers["WWW-Authenticate"].startswith("Bearer") for r in refused)
+        forbidden = http.call(sign(service.store, claims(scope="orders:readx")))
+        assert forbidden.status == 403
+        assert forbidden.headers["Content-Type"] == "application/problem+json"
+        public = http.get("/.well-known/jwks.json")
+        assert public.status == 200 and public.body["keys"]
+    assert len(service.handled) == 2
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def test_trusted_issuers_compact_form(tmp_path):
+    pem = tmp_path / "billing.pem"
+    pem.write_text("placeholder")
+    parsed = auth.parse_trusted_issuers(
+        f"payments=https://pay.example.com/.well-known/jwks.json; billing={pem.name};"
+        "https://id.example.com/realms/shop=https://id.example.com/realms/shop/certs?x=1",
+        base_dir=tmp_path,
+    )
+    assert parsed == (
+        auth.TrustedIssuer("payments", jwks_url="https://pay.example.com/.well-known/jwks.json"),
+        auth.TrustedIssuer("billing", jwks_file=pem),
+        auth.TrustedIssuer(
+            "https://id.example.com/realms/shop",
+            jwks_url="https://id.example.com/realms/shop/certs?x=1",
+        ),
+    )
+
+
+def test_trusted_issuers_json_forms(tmp_path):
+    as_list = json.dumps(
+        [
+            {"issuer": "payments", "jwks_url": "https://pay.example.com/jwks.json"},
+            {"issuer": "local", "jwks_url": "http://127.0.0.1:8001/.well-known/jwks.json"},
+        ]
+    )
+    as_object = json.dumps({"payments": "https://pay.example.com/jwks.json"})
+    assert len(auth.parse_trusted_issuers(as_list, base_dir=tmp_path)) == 2
+    assert auth.parse_trusted_issuers(as_object, base_dir=tmp_path) == (
+        auth.TrustedIssuer("payments", jwks_url="https://pay.example.com/jwks.json"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("payments=http://pay.example.com/jwks.json", "must be https"),
+        ("payments=ftp://pay.example.com/jwks.json", "does not exist"),
+        ("payments=missing.pem", "does not exist"),
+        ("payments", "is not issuer=keys"),
+        ("a=https://a.example.com/j;a=https://b.example.com/j", "listed twice"),
+        ("[{bad json", "not valid JSON"),
+        ('[{"issuer": "a"}]', "exactly one of"),
+        ('[{"issuer": "a", "jwks_url": "https://a/j", "jwks_file": "f"}]', "exactly one of"),
+        ('[{"issuer": "a", "jwks_uri": "https://a/j"}]', "unknown members"),
+        ('"just a string"', "not issuer=keys"),
+    ],
+)
+def test_trusted_issuers_mistakes_name_the_fix(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        auth.parse_trusted_issuers(text, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTH_LEEWAY_SECONDS", "61"),
+        ("AUTH_LEEWAY_SECONDS", "-1"),
+        ("AUTH_LEEWAY_SECONDS", "2.5"),
+        ("JWKS_FETCH_TIMEOUT_SECONDS", "nan"),
+        ("SERVICE_KEY_ALGORITHM", "HS256"),
+        ("SERVICE_AUDIENCE", "two words"),
+    ],
+)
+def test_auth_settings_are_validated(name, value):
+    parse = {rule[0]: rule[2] for rule in auth.AUTH_SETTINGS}[name]
+    with pytest.raises(ValueError):
+        parse(value)

@@ -1,0 +1,88 @@
+"""The command line: `python -m orders ...`, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import service_environment
+
+from orders.chassis.schemas import endpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orders", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_routes_lists_every_endpoint():
+    result = run("routes")
+    assert result.returncode == 0, result.stderr
+    for endpoint in endpoints():
+        assert f"{endpoint.method}" in result.stdout and endpoint.path in result.stdout
+
+
+def test_migrate_dry_run_lists_pending_migrations_and_applies_nothing(fresh_database_url):
+    env = {"DATABASE_URL": fresh_database_url}
+    result = run("migrate", "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "pending chassis/0001_init" in result.stdout
+    assert "pending chassis/0001_init" in run("migrate", "--dry-run", env=env).stdout
+
+
+def test_check_passes_on_a_migrated_database_and_fails_before(fresh_database_url):
+    env = service_environment(fresh_database_url)
+    before = run("check", env=env)
+    assert before.returncode == 1
+    assert "pending" in before.stderr and "migrate" in before.stderr
+    assert run("migrate", env=env).returncode == 0
+    after = run("check", env=env)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.rstrip().endswith("schema up to date")
+
+
+def test_serve_answers_http_on_the_given_port(settings, db):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orders", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **service_environment(settings.database_url)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                    assert answer.status == 200
+                    assert answer.headers["Content-Type"] == "application/health+json"
+                    assert json.load(answer)["status"] == "pass"
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(server.stderr.read().decode() if server.stderr else "")
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -1,0 +1,197 @@
+"""The database layer behaves the same on SQLite and MySQL/MariaDB (TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import threading
+import uuid
+
+import pytest
+
+from orders.chassis.db import Database, retry_on_deadlock, utcnow
+from orders.chassis.migrate import migrate
+
+
+@pytest.fixture
+def things(fresh_database_url):
+    """A fresh database with one table to play with."""
+    db = Database(fresh_database_url)
+    migrate(db)
+    datetime_type = "DATETIME(6)" if db.dialect.name == "mysql" else "DATETIME"
+    with db.transaction() as conn:
+        conn.execute(
+            "CREATE TABLE things (name VARCHAR(50) NOT NULL PRIMARY KEY, n INTEGER NOT NULL,"
+            f" at {datetime_type} NULL, price DECIMAL(10, 2) NULL)"
+        )
+        conn.execute("INSERT INTO things (name, n) VALUES ('a', 1), ('b', 2)")
+    return db
+
+
+def test_rows_come_back_as_dicts(things):
+    with things.transaction() as conn:
+        rows = conn.fetchall("SELECT name, n FROM things ORDER BY name")
+    assert rows == [{"name": "a", "n": 1}, {"name": "b", "n": 2}]
+
+
+def test_a_transaction_commits_when_the_block_ends(things):
+    with things.transaction() as conn:
+        conn.execute("UPDATE things SET n = %s WHERE name = %s", (10, "a"))
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'a'") == 10
+
+
+def test_a_transaction_rolls_back_when_the_block_raises(things):
+    with pytest.raises(ZeroDivisionError):
+        with things.transaction() as conn:
+            conn.execute("UPDATE things SET n = 99 WHERE name = 'a'")
+            raise ZeroDivisionError("a failure after the write")
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'a'") == 1
+
+
+def test_a_nested_transaction_is_refused(things):
+    with things.transaction():
+        with pytest.raises(RuntimeError, match="already open"):
+            with things.transaction():
+                pass
+
+
+def test_datetimes_round_trip_as_naive_utc(things):
+    aware = dt.datetime(2024, 5, 1, 14, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with things.transaction() as conn:
+        conn.execute("UPDATE things SET at = %s WHERE name = 'a'", (aware,))
+        stored = conn.fetchvalue("SELECT at FROM things WHERE name = 'a'")
+    assert stored == dt.datetime(2024, 5, 1, 12, 30, 0, 123456)
+
+
+def test_the_database_clock_compares_with_stored_times(things):
+    before = utcnow() - dt.timedelta(seconds=5)
+    with things.transaction() as conn:
+        conn.execute("UPDATE things SET at = %s WHERE name = 'a'", (before,))
+        now_sql = conn.dialect.now_sql
+        later = conn.dialect.now_plus_seconds_sql()
+        assert conn.fetchvalue(f"SELECT COUNT(*) FROM things WHERE at < {now_sql}") == 1
+        assert conn.fetchvalue(f"SELECT COUNT(*) FROM things WHERE at > {later}", (-60,)) == 1
+
+
+def test_decimals_and_uuids_are_accepted_as_parameters(things):
+    key = uuid.uuid4()
+    with things.transaction() as conn:
+        conn.execute(
+            "INSERT INTO things (name, n, price) VALUES (%s, %s, %s)",
+            (key, 3, decimal.Decimal("12.50")),
+        )
+        row = conn.fetchone("SELECT name, price FROM things WHERE name = %s", (str(key),))
+    assert row == {"name": str(key), "price": decimal.Decimal("12.50")}
+
+
+def test_percent_signs_are_escaped_the_same_on_both_engines(things):
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT '100%%' AS p") == "100%"
+        assert conn.fetchvalue("SELECT COUNT(*) FROM things WHERE name LIKE %s", ("%",)) == 2
+
+
+def test_named_parameters_work_on_both_engines(things):
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = %(name)s", {"name": "b"}) == 2
+
+
+def test_upsert_inserts_then_updates(things):
+    with things.transaction() as conn:
+        upsert = conn.dialect.upsert_sql("things", ["name", "n"], ["name"])
+        conn.execute(upsert, ("c", 5))
+        conn.execute(upsert, ("c", 6))
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'c'") == 6
+
+
+def test_insert_ignore_reports_whether_the_row_was_new(things):
+    with things.transaction() as conn:
+        insert = conn.dialect.insert_ignore_sql("things", ["name", "n"], ["name"])
+        assert conn.execute(insert, ("new", 1)) == 1
+        assert conn.execute(insert, ("new", 2)) == 0
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'new'") == 1
+
+
+def test_a_duplicate_key_is_recognised(things):
+    with things.transaction() as conn:
+        with pytest.raises(Exception) as raised:
+            conn.execute("INSERT INTO things (name, n) VALUES ('a', 5)")
+        assert conn.dialect.is_duplicate_key(raised.value)
+
+
+def test_a_connection_is_reused_by_the_next_transaction_on_the_thread(things):
+    with things.transaction() as conn:
+        first = conn.raw
+    with things.transaction() as conn:
+        assert conn.raw is first
+
+
+def test_retry_on_deadlock_runs_the_loser_again(things):
+    """Two transactions lock rows in opposite orders: the database aborts one of them (MySQL
+    picks a deadlock victim; SQLite's second writer waits, then finds the lock free), and the
+    retry makes both finish."""
+    if things.dialect.name == "sqlite":
+        pytest.skip("SQLite serializes writers with BEGIN IMMEDIATE: no deadlock to lose")
+    barrier = threading.Barrier(2, timeout=10)
+    attempts = {"ab": 0, "ba": 0}
+    errors: list[BaseException] = []
+
+    def lock_in_order(first: str, second: str) -> None:
+        key = first + second
+
+        def work() -> None:
+            attempts[key] += 1
+            with things.transaction() as conn:
+                conn.execute("UPDATE things SET n = n + 1 WHERE name = %s", (first,))
+                if attempts[key] == 1:
+                    barrier.wait()  # both hold their first row now (MySQL) or queue (SQLite)
+                conn.execute("UPDATE things SET n = n + 1 WHERE name = %s", (second,))
+
+        try:
+            retry_on_deadlock(work, things.dialect, attempts=5)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=lock_in_order, args=("a", "b")),
+        threading.Thread(target=lock_in_order, args=("b", "a")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert sum(attempts.values()) == 3  # one of them ran twice
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'a'") == 3
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'b'") == 4
+
+
+def test_sqlite_busy_is_retried_until_the_writer_is_done(fresh_database_url):
+    if not fresh_database_url.startswith("sqlite:"):
+        pytest.skip("SQLite only")
+    holder = Database(fresh_database_url)
+    impatient = Database(fresh_database_url + "?busy_timeout_ms=20")
+    with holder.transaction() as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    locked = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with holder.transaction() as conn:
+            conn.execute("INSERT INTO t (x) VALUES (1)")
+            locked.set()
+            threading.Event().wait(0.3)
+
+    thread = threading.Thread(target=hold_the_write_lock)
+    thread.start()
+    locked.wait(5)
+
+    def insert() -> None:
+        with impatient.transaction() as conn:
+            conn.execute("INSERT INTO t (x) VALUES (2)")
+
+    retry_on_deadlock(insert, impatient.dialect, attempts=10, base_seconds=0.05, max_seconds=0.5)
+    thread.join()
+    with holder.transaction() as conn:
+        assert conn.fetchvalue("SELECT COUNT(*) FROM t") == 2

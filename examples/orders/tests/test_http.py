@@ -1,0 +1,143 @@
+"""What every request gets, whatever the endpoint: problem+json errors, request and trace ids,
+one transaction around the handler, no traceback ever sent to a client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import request_headers
+
+from orders import create_app
+from orders.chassis import Problem, audit
+from orders.chassis.app import load_handlers
+from orders.chassis.examples import example_for
+from orders.chassis.schemas import endpoints
+
+ENDPOINTS = endpoints()
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def problem_of(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    return response.get_json()
+
+
+def test_an_unknown_route_gets_404_problem_json(client):
+    body = problem_of(client.get("/no/such/route"), 404)
+    assert body["instance"] == "/no/such/route"
+    assert "<html" not in json.dumps(body).lower()
+
+
+def test_a_wrong_method_gets_405_problem_json_with_allow(client):
+    response = client.put("/livez")
+    body = problem_of(response, 405)
+    assert "GET" in response.headers["Allow"]
+    assert "PUT is not allowed" in body["detail"]
+
+
+def test_every_response_carries_a_request_id_and_keeps_the_callers(client):
+    assert len(client.get("/livez").headers["X-Request-Id"]) == 32
+    response = client.get("/livez", headers={"X-Request-Id": "abc-123"})
+    assert response.headers["X-Request-Id"] == "abc-123"
+    # A request id that could forge log lines or headers is replaced.
+    response = client.get("/livez", headers={"X-Request-Id": "bad id\tx"})
+    assert response.headers["X-Request-Id"] != "bad id\tx"
+
+
+def test_problems_name_the_request_id(client):
+    response = client.get("/no/such/route", headers={"X-Request-Id": "req-42"})
+    assert problem_of(response, 404)["request_id"] == "req-42"
+
+
+def test_logs_are_json_lines_with_request_and_trace_ids(client, app, capsys):
+    app.extensions["chassis"].log.setLevel("INFO")
+    try:
+        client.get(
+            "/no/such/route",
+            headers={"X-Request-Id": "req-7", "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+    finally:
+        app.extensions["chassis"].log.setLevel(app.extensions["chassis"].settings.log_level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    access = [line for line in lines if line.get("path") == "/no/such/route"]
+    assert access and access[-1]["request_id"] == "req-7"
+    assert access[-1]["trace_id"] == TRACE_ID
+    assert access[-1]["status"] == 404
+
+
+needs_endpoint = pytest.mark.skipif(not ENDPOINTS, reason="the spec has no endpoints")
+
+
+def app_with_handler(settings, handler):
+    """The app, with the first endpoint's handler replaced by `handler`."""
+    handlers = {**load_handlers(), ENDPOINTS[0].name: handler}
+    return create_app(settings, handlers=handlers)
+
+
+def call_first_endpoint(app):
+    endpoint = ENDPOINTS[0]
+    data = example_for(endpoint.request)
+    path = endpoint.path
+    for name in endpoint.path_params:
+        path = path.replace("{" + name + "}", str(data.pop(name)))
+    client = app.test_client()
+    headers = request_headers(endpoint)
+    if endpoint.has_body:
+        return client.open(path, method=endpoint.method, json=data, headers=headers)
+    return client.open(path, method=endpoint.method, query_string=data, headers=headers)
+
+
+def audit_rows(db, action: str) -> int:
+    with db.transaction() as conn:
+        return conn.fetchvalue("SELECT COUNT(*) FROM audit_log WHERE action = %s", (action,))
+
+
+@needs_endpoint
+def test_a_handler_bug_gets_500_without_the_traceback_and_is_logged(settings, db, capsys):
+    def broken(ctx, data):
+        raise RuntimeError("secret detail of the failure")
+
+    response = call_first_endpoint(app_with_handler(settings, broken))
+    body = problem_of(response, 500)
+    text = response.get_data(as_text=True)
+    assert "secret detail" not in text and "Traceback" not in text
+    assert body["request_id"]
+    logged = capsys.readouterr().err
+    assert "secret detail of the failure" in logged and "Traceback" in logged
+
+
+@needs_endpoint
+def test_a_handler_that_raises_leaves_no_writes(settings, db):
+    def writes_then_fails(ctx, data):
+        audit.record(ctx.db, action="test_rolled_back")
+        raise Problem(409, "conflict on purpose")
+
+    response = call_first_endpoint(app_with_handler(settings, writes_then_fails))
+    assert problem_of(response, 409)["detail"] == "conflict on purpose"
+    assert audit_rows(db, "test_rolled_back") == 0
+
+
+@needs_endpoint
+def test_a_response_that_breaks_the_schema_is_a_500_and_rolls_back(settings, db):
+    def wrong_response(ctx, data):
+        audit.record(ctx.db, action="test_bad_response")
+        return {"no_such_field": True}
+
+    response = call_first_endpoint(app_with_handler(settings, wrong_response))
+    problem_of(response, 500)
+    assert audit_rows(db, "test_bad_response") == 0
+
+
+@needs_endpoint
+def test_a_handlers_writes_commit_when_it_returns(settings, db):
+    real = load_handlers()[ENDPOINTS[0].name]
+
+    def writes(ctx, data):
+        audit.record(ctx.db, action="test_committed")
+        return real(ctx, data)
+
+    response = call_first_endpoint(app_with_handler(settings, writes))
+    assert response.status_code == ENDPOINTS[0].status, response.get_data(as_text=True)
+    assert audit_rows(db, "test_committed") == 1

@@ -1,0 +1,5 @@
+"""`python -m <package>` runs the service's command line (see chassis/cli.py)."""
+
+from .chassis.cli import run
+
+run()

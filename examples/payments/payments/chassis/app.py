@@ -1,0 +1,199 @@
+"""The Flask application factory.
+
+    app = create_app()            # settings from the environment and .env
+    app = create_app(settings)    # tests pass their own
+
+Passenger (cPanel), gunicorn and `python -m <package> serve` all run the app this returns.
+Every response an error produces is problem+json; nothing answers with an HTML page or a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from . import auth, idempotency, ratelimit
+from .context import Runtime, runtime
+from .db import Database
+from .health import register_health
+from .logs import bind_ids, configure_logging, incoming_ids, unbind_ids
+from .migrate import pending
+from .problems import PROBLEM_JSON, Problem, problem_response
+from .routes import Handler, register_endpoints
+from .schemas import GENERATED_DIR, GeneratedCodeMissing, endpoints, load_service
+from .settings import PACKAGE, Settings, load_settings
+
+# Health probes arrive every few seconds; their access lines are logged at DEBUG only.
+QUIET_PATHS = frozenset({"/livez", "/readyz"})
+
+
+def create_app(
+    settings: Settings | None = None, handlers: Mapping[str, Handler] | None = None
+) -> Flask:
+    """Build the WSGI app: settings checked, routes from the endpoint table, health endpoints.
+
+    Raises `SettingsError` (listing every bad setting) or `GeneratedCodeMissing` (with the
+    command that fixes it) instead of starting half-configured.
+    """
+    settings = load_settings() if settings is None else settings
+    service = load_service()
+    handlers = load_handlers() if handlers is None else handlers
+    log = configure_logging(PACKAGE, settings.log_level)
+
+    app = Flask(PACKAGE, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    db = Database(settings.database_url, base_dir=settings.root)
+    app.extensions["chassis"] = Runtime(settings=settings, db=db, log=log, service=service)
+    ratelimit.install(app)  # the spec's rate_limits, counted in the database (or Redis)
+    idempotency.install(app)  # Idempotency-Key handling for endpoints marked idempotent
+
+    _install_request_ids(app)
+    _install_error_handlers(app)
+    # Bearer tokens for every endpoint; serves this service's keys at /.well-known/jwks.json.
+    auth.install(app, settings, service_name=service["service"]["name"])
+    register_health(app)
+    register_endpoints(app, endpoints(service), handlers)
+    if (GENERATED_DIR / "openapi.json").is_file():
+        app.add_url_rule("/openapi.json", "openapi", _openapi, methods=["GET"])
+    _warn_about_pending_migrations(app)
+    return app
+
+
+def load_handlers() -> Mapping[str, Handler]:
+    """HANDLERS from `_generated/registry.py`, which imports the user's handler modules."""
+    try:
+        from .._generated import registry
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[-1] in ("_generated", "registry"):
+            raise GeneratedCodeMissing(
+                f"{GENERATED_DIR / 'registry.py'} is missing: run `shoestring generate` in the "
+                "service's folder"
+            ) from exc
+        raise
+    return registry.HANDLERS
+
+
+def unavailable_app(reason: BaseException) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app answering 503 problem+json to everything, for when `create_app` failed (bad
+    settings, generated code missing). The reason goes to stderr (the server's log) once; the
+    client learns only that the service is not configured."""
+    print(f"{PACKAGE} cannot start: {reason}", file=sys.stderr, flush=True)
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "the service is not configured correctly; its log says what to fix",
+        }
+    ).encode()
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response(
+            "503 Service Unavailable",
+            [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return application
+
+
+def _install_request_ids(app: Flask) -> None:
+    """Give each request its ids (the caller's X-Request-Id and traceparent when sent), stamp
+    them on every log line, echo X-Request-Id, and log one access line per request."""
+
+    @app.before_request
+    def start() -> None:
+        g.request_id, g.trace_id = incoming_ids(request.headers)
+        g.id_tokens = bind_ids(g.request_id, g.trace_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        elapsed_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
+        level = 10 if request.path in QUIET_PATHS else 20  # DEBUG : INFO
+        runtime().log.log(
+            level,
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": elapsed_ms,
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        tokens = g.pop("id_tokens", None)
+        if tokens is not None:
+            unbind_ids(tokens)
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def on_problem(problem: Problem) -> Response:
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    def on_http_exception(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {}
+        if status == 404:
+            detail = f"there is no endpoint at {request.path}; check the path and its version"
+        elif status == 405:
+            allowed = dict(exc.get_headers()).get("Allow", "")
+            headers["Allow"] = allowed
+            detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        elif status == 413:
+            detail = (
+                f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes, the "
+                "most this service accepts (MAX_BODY_BYTES)"
+            )
+        else:
+            detail = exc.description or ""
+        return problem_response(Problem(status, detail, headers=headers))
+
+    @app.errorhandler(Exception)
+    def on_unexpected(exc: Exception) -> Response:
+        # The traceback goes to the log; the client gets the request id to quote.
+        runtime().log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(
+            Problem(
+                500,
+                "the service failed to handle this request; it is logged under this request_id",
+            )
+        )
+
+
+def _openapi() -> Response:
+    return Response(
+        (GENERATED_DIR / "openapi.json").read_bytes(), mimetype="application/json"
+    )
+
+
+def _warn_about_pending_migrations(app: Flask) -> None:
+    """Say so in the log when the schema is behind; the app still starts (readyz tells more)."""
+    state: Runtime = app.extensions["chassis"]
+    db: Database = state.db
+    try:
+        waiting = pending(db, state.settings.root)
+    except Exception as exc:  # the database may be down at start; /readyz reports that
+        state.log.warning("could not check for pending migrations: %s", exc)
+        return
+    if waiting:
+        names = ", ".join(migration.name for migration in waiting)
+        state.log.warning(
+            "%d migration(s) pending (%s): run `python -m %s migrate`", len(waiting), names, PACKAGE
+        )

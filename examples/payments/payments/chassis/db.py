@@ -1,0 +1,498 @@
+"""The database: one `Database` per process, one short transaction per unit of work.
+
+    db = Database("mysql://user:password@localhost:3306/orders")
+    with db.transaction() as conn:
+        conn.execute("UPDATE orders SET status = %s WHERE order_id = %s", ("paid", order_id))
+        row = conn.fetchone("SELECT status FROM orders WHERE order_id = %s", (order_id,))
+
+Statements use `%s` placeholders (or `%(name)s` with a dict) and `%%` for a literal percent sign
+on both engines; rows come back as dicts. Differences between engines live in `dialect.py`.
+
+Each thread keeps one connection and reuses it for its next transaction, so a request does not
+pay for a connect. A connection idle for a while is pinged before use and replaced if the server
+dropped it (MySQL's wait_timeout, a restarted server).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pymysql
+import pymysql.cursors
+
+from .dialect import Dialect, MySQLDialect, SQLiteDialect, parse_server_version
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Params = Sequence[Any] | Mapping[str, Any]
+
+# A pooled connection idle longer than this is pinged before use: cheap insurance against a
+# server that closed it (shared hosts often set wait_timeout to a minute or less).
+PING_AFTER_IDLE_SECONDS = 5.0
+MYSQL_CONNECT_TIMEOUT_SECONDS = 5
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# STRICT_ALL_TABLES turns silent truncation and bad values into errors; the rest match MySQL
+# 8's defaults, so code tested on one server behaves the same on another.
+MYSQL_SQL_MODE = (
+    "STRICT_ALL_TABLES,ONLY_FULL_GROUP_BY,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+
+
+class DatabaseError(Exception):
+    """A database URL or setup problem, with what to do about it."""
+
+
+def _format_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _parse_datetime(raw: bytes) -> dt.datetime:
+    return dt.datetime.fromisoformat(raw.decode())
+
+
+# Rows from columns declared DATETIME/TIMESTAMP come back as naive UTC datetimes and DECIMAL
+# columns as Decimal, as they do from MySQL. (Converters are registered process-wide by name;
+# the names are the SQL type names our migrations use.)
+sqlite3.register_converter("DATETIME", _parse_datetime)
+sqlite3.register_converter("TIMESTAMP", _parse_datetime)
+sqlite3.register_converter("DECIMAL", lambda raw: decimal.Decimal(raw.decode()))
+
+
+def _adapt(value: Any, dialect_name: str) -> Any:
+    """Turn a Python value into one both drivers store the same way."""
+    if isinstance(value, dt.datetime):
+        if dialect_name == "sqlite":
+            return _format_datetime(value)
+        if value.tzinfo is not None:  # the MySQL session runs in UTC; PyMySQL drops tzinfo
+            return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if dialect_name == "sqlite":
+        if isinstance(value, decimal.Decimal):
+            return str(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+    return value
+
+
+def _adapt_params(params: Params | None, dialect_name: str) -> Any:
+    if params is None:
+        return ()
+    if isinstance(params, Mapping):
+        return {key: _adapt(value, dialect_name) for key, value in params.items()}
+    return tuple(_adapt(value, dialect_name) for value in params)
+
+
+def utcnow() -> dt.datetime:
+    """The current time as the database stores it: naive UTC, microseconds."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Connection:
+    """The open transaction handed out by `Database.transaction()`."""
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self.lastrowid: int | None = None
+        self.rowcount: int = 0
+
+    def _run(self, sql: str, params: Params | None, many: bool = False) -> Any:
+        statement = self.dialect.translate(sql)
+        if self.dialect.name == "sqlite":
+            cursor = self.raw.cursor()
+        else:
+            cursor = self.raw.cursor(pymysql.cursors.DictCursor)
+        if many:
+            cursor.executemany(statement, [_adapt_params(p, self.dialect.name) for p in params])
+        else:
+            # Parameters are always passed (an empty tuple at least) so that `%%` means a
+            # literal percent sign in every statement, as it does on SQLite after translate().
+            cursor.execute(statement, _adapt_params(params, self.dialect.name))
+        self.lastrowid = cursor.lastrowid
+        self.rowcount = cursor.rowcount
+        return cursor
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one statement; return the number of rows it changed.
+
+        On MySQL an UPDATE counts the rows it changed, on SQLite the rows it matched; they
+        agree whenever the UPDATE changes what it matches (a claim, a status change).
+        """
+        cursor = self._run(sql, params)
+        cursor.close()
+        return self.rowcount
+
+    def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> int:
+        """Run one statement once per parameter set; return the total rowcount."""
+        cursor = self._run(sql, list(seq_of_params), many=True)
+        cursor.close()
+        return self.rowcount
+
+    def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        """The first row of a query as a dict, or None."""
+        cursor = self._run(sql, params)
+        try:
+            row = cursor.fetchone()
+            return None if row is None else self._as_dict(cursor, row)
+        finally:
+            cursor.close()
+
+    def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        """All rows of a query as dicts."""
+        cursor = self._run(sql, params)
+        try:
+            return [self._as_dict(cursor, row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def fetchvalue(self, sql: str, params: Params | None = None) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        row = self.fetchone(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    def _as_dict(self, cursor: Any, row: Any) -> Row:
+        if isinstance(row, dict):
+            return row
+        return {column[0]: value for column, value in zip(cursor.description, row)}
+
+
+@dataclass
+class _Pooled:
+    """A thread's idle connection and what we know about it."""
+
+    raw: Any
+    pid: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed DATABASE_URL."""
+
+    dialect: str  # "mysql" | "sqlite"
+    path: Path | None = None  # SQLite file
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = ""
+    password: str = ""
+    database: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, url: str, base_dir: Path | None = None) -> DatabaseURL:
+        """Parse `sqlite:///relative.db`, `sqlite:////absolute.db` or
+        `mysql://user:password@host:3306/name?unix_socket=/path&ssl_ca=/path`.
+
+        A relative SQLite path is taken from `base_dir` (the service root), not from wherever the
+        process happens to start.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[0]  # accept "mysql+pymysql://" too
+        if scheme == "sqlite":
+            raw_path = unquote(url.split(":", 1)[1].removeprefix("//").removeprefix("/"))
+            if url.startswith("sqlite:////"):
+                raw_path = "/" + raw_path.lstrip("/")
+            if not raw_path:
+                raise DatabaseError(f"{url!r} names no file: write sqlite:///var/app.db")
+            path = Path(raw_path.split("?", 1)[0])
+            if not path.is_absolute():
+                path = (base_dir or Path.cwd()) / path
+            return cls(dialect="sqlite", path=path, options=tuple(parse_qsl(parts.query)))
+        if scheme in ("mysql", "mariadb"):
+            database = unquote(parts.path.lstrip("/"))
+            if not database:
+                raise DatabaseError(
+                    f"{redact(url)!r} names no database: write mysql://user:password@host:3306/name"
+                )
+            return cls(
+                dialect="mysql",
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 3306,
+                user=unquote(parts.username or ""),
+                password=unquote(parts.password or ""),
+                database=database,
+                options=tuple(parse_qsl(parts.query)),
+            )
+        raise DatabaseError(
+            f"unsupported database URL {redact(url)!r}: use sqlite:///path/to/file.db or "
+            "mysql://user:password@host:3306/name"
+        )
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+class Database:
+    """A database named by URL, with per-thread connection reuse."""
+
+    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+        self.url = url
+        self.config = DatabaseURL.parse(url, base_dir)
+        self._local = threading.local()
+        self._dialect: Dialect | None = SQLiteDialect() if self.config.dialect == "sqlite" else None
+        self._dialect_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Database {redact(self.url)}>"
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine's dialect. On MySQL the first use connects once to learn the server version
+        (SKIP LOCKED support depends on it)."""
+        if self._dialect is None:
+            with self.transaction() as conn:
+                return conn.dialect
+        return self._dialect
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, readonly: bool = False) -> Iterator[Connection]:
+        """BEGIN ... COMMIT around the block; ROLLBACK when it raises.
+
+        MySQL runs it at READ COMMITTED. SQLite begins with BEGIN IMMEDIATE, which takes the
+        write lock up front (waiting up to the busy timeout) so two writers never deadlock on a
+        lock upgrade; `readonly=True` begins a plain deferred transaction instead (WAL readers
+        never wait for writers).
+        """
+        if getattr(self._local, "in_transaction", False):
+            raise RuntimeError(
+                "a transaction is already open on this thread: pass its connection (ctx.db) "
+                "to the code that needs it instead of opening a second one"
+            )
+        raw = self._checkout()
+        conn = Connection(raw, self._dialect)  # type: ignore[arg-type]  # set by _checkout
+        self._local.in_transaction = True
+        healthy = True
+        try:
+            self._begin(raw, readonly)
+            yield conn
+            self._end(raw, "COMMIT")
+        except BaseException as exc:
+            healthy = not conn.dialect.is_connection_lost(exc)
+            if healthy:
+                try:
+                    self._end(raw, "ROLLBACK")
+                except Exception:
+                    healthy = False  # a connection that cannot roll back is not reused
+            raise
+        finally:
+            self._local.in_transaction = False
+            self._checkin(raw, healthy)
+
+    def _begin(self, raw: Any, readonly: bool) -> None:
+        if self.config.dialect == "sqlite":
+            raw.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        elif readonly:
+            with raw.cursor() as cursor:
+                cursor.execute("START TRANSACTION READ ONLY")
+        # MySQL with autocommit off starts a transaction at the first statement by itself.
+
+    def _end(self, raw: Any, how: str) -> None:
+        if self.config.dialect == "sqlite":
+            raw.execute(how)
+        elif how == "COMMIT":
+            raw.commit()
+        else:
+            raw.rollback()
+
+    def run_in_transaction(self, work: Callable[[Connection], T], attempts: int = 5) -> T:
+        """Run `work(conn)` in a transaction, again from the start if it loses a deadlock."""
+
+        def attempt() -> T:
+            with self.transaction() as conn:
+                return work(conn)
+
+        return retry_on_deadlock(attempt, self.dialect, attempts=attempts)
+
+    # -- connection reuse -----------------------------------------------------------------
+
+    def _checkout(self) -> Any:
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        self._local.pooled = None
+        if pooled is not None and pooled.pid != os.getpid():
+            # Inherited across fork (a pre-forking server): the socket is shared with the
+            # parent, so it is abandoned without closing it (closing would end the parent's).
+            pooled = None
+        if pooled is not None and time.monotonic() - pooled.last_used > PING_AFTER_IDLE_SECONDS:
+            if not self._alive(pooled.raw):
+                self._close_quietly(pooled.raw)
+                pooled = None
+        return pooled.raw if pooled is not None else self._connect()
+
+    def _checkin(self, raw: Any, healthy: bool) -> None:
+        if healthy:
+            self._local.pooled = _Pooled(raw, os.getpid(), time.monotonic())
+        else:
+            self._close_quietly(raw)
+
+    def close(self) -> None:
+        """Close this thread's idle connection (other threads' connections close with them)."""
+        pooled: _Pooled | None = getattr(self._local, "pooled", None)
+        self._local.pooled = None
+        if pooled is not None and pooled.pid == os.getpid():
+            self._close_quietly(pooled.raw)
+
+    def _alive(self, raw: Any) -> bool:
+        if self.config.dialect == "sqlite":
+            return True
+        try:
+            raw.ping(reconnect=False)  # reconnecting here would lose the session settings
+            return True
+        except pymysql.err.Error:
+            return False
+
+    @staticmethod
+    def _close_quietly(raw: Any) -> None:
+        try:
+            raw.close()
+        except Exception:
+            pass  # already broken; nothing more to release
+
+    def _connect(self) -> Any:
+        if self.config.dialect == "sqlite":
+            return self._connect_sqlite()
+        return self._connect_mysql()
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        path = self.config.path
+        assert path is not None
+        options = dict(self.config.options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(
+            path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+        )
+        busy_ms = int(options.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+        raw.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        raw.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
+        raw.execute("PRAGMA synchronous = NORMAL")  # durable across crashes of the process in WAL
+        raw.execute("PRAGMA foreign_keys = ON")
+        return raw
+
+    def _connect_mysql(self) -> pymysql.connections.Connection:
+        config = self.config
+        options = dict(config.options)
+        kwargs: dict[str, Any] = {}
+        if "unix_socket" in options:
+            kwargs["unix_socket"] = options["unix_socket"]
+        if "ssl_ca" in options:
+            kwargs["ssl"] = {"ca": options["ssl_ca"]}
+        try:
+            raw = pymysql.connect(
+                host=config.host,
+                port=config.port,
+                user=config.user,
+                password=config.password,
+                database=config.database,
+                charset="utf8mb4",
+                autocommit=False,
+                connect_timeout=int(options.get("connect_timeout", MYSQL_CONNECT_TIMEOUT_SECONDS)),
+                **kwargs,
+            )
+        except pymysql.err.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot connect to {redact(self.url)}: {exc.args[-1]} (check DATABASE_URL: "
+                "host, port, user, password and that the database exists)"
+            ) from exc
+        with raw.cursor() as cursor:
+            cursor.execute("SET SESSION sql_mode = %s", (MYSQL_SQL_MODE,))
+            cursor.execute("SET SESSION time_zone = '+00:00'")
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            if self._dialect is None:
+                cursor.execute("SELECT VERSION()")
+                server, version = parse_server_version(cursor.fetchone()[0])
+                with self._dialect_lock:
+                    self._dialect = MySQLDialect(server, version)
+        raw.commit()
+        return raw
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Run a trivial query; raises when the database does not answer."""
+        with self.transaction(readonly=True) as conn:
+            conn.fetchone("SELECT 1 AS ok")
+
+    @contextmanager
+    def named_lock(self, name: str, timeout_seconds: int = 60) -> Iterator[None]:
+        """Hold a server-wide named lock for the block (MySQL GET_LOCK), so that only one
+        process at a time runs it. On SQLite this is a no-op: write transactions there are
+        serialized, so code that must be exclusive runs inside `transaction()`.
+
+        The lock belongs to this thread's connection; the block must not open a nested
+        transaction on another thread expecting to hold it.
+        """
+        lock_sql = self.dialect.lock_sql()
+        if lock_sql is None:
+            yield
+            return
+        # Lock names are limited to 64 characters; qualify by database so that services
+        # sharing one server do not wait for each other.
+        full_name = f"{self.config.database}:{name}"[:64]
+        with self.transaction() as conn:
+            acquired = conn.fetchvalue(lock_sql, (full_name, timeout_seconds))
+        if acquired != 1:
+            raise DatabaseError(
+                f"could not take lock {full_name!r} within {timeout_seconds}s: another process "
+                "holds it (a long migration?); try again when it has finished"
+            )
+        try:
+            yield
+        finally:
+            with self.transaction() as conn:
+                conn.fetchvalue(self.dialect.unlock_sql(), (full_name,))  # type: ignore[arg-type]
+
+
+def retry_on_deadlock(
+    work: Callable[[], T],
+    dialect: Dialect,
+    *,
+    attempts: int = 5,
+    base_seconds: float = 0.05,
+    max_seconds: float = 2.0,
+) -> T:
+    """Call `work()`; when the database aborted it as a deadlock victim (MySQL 1213), a lock
+    wait timed out (1205) or SQLite stayed busy, call it again after a jittered backoff.
+
+    `work` must open its own transaction, so a retry starts from a clean slate:
+
+        result = retry_on_deadlock(lambda: place_order(db, data), db.dialect)
+
+    The last error propagates after `attempts` tries.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as exc:
+            if attempt == attempts or not dialect.is_retryable(exc):
+                raise
+            # Full jitter: competing transactions spread out instead of colliding again.
+            time.sleep(random.uniform(0, min(max_seconds, base_seconds * 2**attempt)))
+    raise AssertionError("unreachable")  # the loop either returns or raises

@@ -1,0 +1,416 @@
+"""Idempotency keys: a retried POST has its effect once and gets the first response again.
+
+An endpoint marked `idempotent: true` in the spec requires an `Idempotency-Key` header
+(draft-ietf-httpapi-idempotency-key-header; the behaviour follows Stripe's):
+
+- the first request with a key runs the handler; its status and body are stored in the handler's
+  own transaction, so the response is kept if and only if the effects committed;
+- the same key again, with the same method, path and body, gets the stored response back with
+  `Idempotent-Replayed: true`, and the handler does not run;
+- the same key with a different method, path or body: 422;
+- the same key while the first request is still running: 409 with Retry-After;
+- no key, an empty one, or one over 255 characters: 400;
+- keys belong to the client (the token's issuer and subject; anonymous callers: their address),
+  so two clients never see each other's keys, and are kept for IDEMPOTENCY_TTL_SECONDS (24 h),
+  after which the key may be used for a new request.
+
+Concurrency, step by step (table `idempotency_keys`, migration 0011):
+
+1. `claim` upserts the (client, key) row in its own short transaction, marking it RUNNING with a
+   lease and a random owner token. The primary key makes two concurrent claims of one key
+   serialize on that row; the one that comes second finds RUNNING and answers 409.
+2. The handler's transaction runs the business writes and `complete`, which stores the response
+   and marks the row DONE, fenced on the owner token: if the lease ran out and a retry took the
+   key over, `complete` fails, the transaction rolls back, and the effect still happens once.
+3. A handler that fails rolls back and `release` deletes the claim, so the client may retry with
+   the same key at once. A process that dies between 1 and 2 leaves a RUNNING row that becomes
+   claimable when its lease (IDEMPOTENCY_LEASE_SECONDS) runs out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from .db import Connection, Database, utcnow
+from .problems import Problem
+from .ratelimit import client_id, request_address
+
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_KEY_LENGTH = 255
+MAX_CLIENT_LENGTH = 255
+TABLE = "idempotency_keys"
+EXTENSION = "idempotency"
+DEFAULT_TTL_SECONDS = 24 * 3600
+# Longer than any request should take: a request still running when its lease ends can lose its
+# key to a retry (and then rolls back), so the lease must outlast the slowest legitimate request.
+DEFAULT_LEASE_SECONDS = 60
+# A client that gets 409 asks again this soon: the first request usually finishes well within it.
+CONFLICT_RETRY_AFTER_SECONDS = 1
+# Expired keys are deleted in small batches now and then, on the request path.
+PURGE_PROBABILITY = 1 / 200
+PURGE_BATCH = 200
+RUNNING = "RUNNING"
+DONE = "DONE"
+
+log = logging.getLogger(__name__)
+
+
+def _parse_seconds(raw: str) -> int:
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ValueError("must be a whole number of seconds, e.g. 86400 for a day") from None
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+# (name, default, parser, meaning, secret), added to the settings by settings.py.
+IDEMPOTENCY_SETTINGS: list[tuple[str, str, Callable[[str], Any], str, bool]] = [
+    (
+        "IDEMPOTENCY_TTL_SECONDS",
+        str(DEFAULT_TTL_SECONDS),
+        _parse_seconds,
+        "how long a stored response is replayed for its Idempotency-Key (default a day)",
+        False,
+    ),
+    (
+        "IDEMPOTENCY_LEASE_SECONDS",
+        str(DEFAULT_LEASE_SECONDS),
+        _parse_seconds,
+        (
+            "how long a request may hold its Idempotency-Key before a retry may take it over; "
+            "longer than the slowest request"
+        ),
+        False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This request holds the key: run the handler, then `complete` (or `release` on failure)."""
+
+    client: str
+    key: str
+    owner: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored response of the request that first used the key."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+
+class ClaimLost(Problem):
+    """`complete` found the key taken over: this request's lease ran out and a retry claimed it.
+    Raised inside the handler's transaction, it rolls the effects back."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            409,
+            f"this request took longer than the Idempotency-Key lease and a retry with key "
+            f"{key!r} took over; its effects were rolled back: repeat the request with the same "
+            "key to get the retry's result",
+            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+        )
+
+
+def parse_key(value: str | None) -> str:
+    """The key from an `Idempotency-Key` header value; a 400 problem when it is unusable.
+
+    The draft standard sends the key as a Structured Field string (`"8e03978e-..."`); a bare
+    token (`8e03978e-...`), as most clients send it, is accepted too.
+    """
+    if value is None:
+        raise Problem(
+            400,
+            f"this endpoint is idempotent: send an {KEY_HEADER} header with a unique value per "
+            f"operation (a UUID, for example) and the same value on every retry of it",
+            title="Idempotency-Key Missing",
+        )
+    key = value.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if not key:
+        raise Problem(400, f"the {KEY_HEADER} header is empty: send a unique value such as a UUID")
+    if len(key) > MAX_KEY_LENGTH:
+        raise Problem(
+            400,
+            f"the {KEY_HEADER} header is {len(key)} characters long; keys may have at most "
+            f"{MAX_KEY_LENGTH}: a UUID (36 characters) is the usual choice",
+        )
+    if not all(" " <= char <= "~" for char in key):
+        raise Problem(
+            400,
+            f"the {KEY_HEADER} header may contain only printable ASCII characters: "
+            "a UUID is the usual choice",
+        )
+    return key
+
+
+def client_scope(client: str | None, address: str) -> str:
+    """Whose key it is: the caller's `client_id` (token issuer and subject), or the address of
+    an anonymous caller. Keys never cross this boundary: a client cannot see another's
+    responses by guessing its keys."""
+    scope = f"sub:{client}" if client else f"ip:{address}"
+    if len(scope) > MAX_CLIENT_LENGTH:
+        scope = "sha256:" + hashlib.sha256(scope.encode()).hexdigest()
+    return scope
+
+
+def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+    """SHA-256 of what makes two requests "the same": method, path, query and body.
+
+    A JSON body is compared by content, so a retry that serializes the same object with other
+    key order or spacing is still the same request.
+    """
+    try:
+        parsed = json.loads(body) if body.strip() else None
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:  # not JSON: compare the bytes
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), query.encode()):
+        digest.update(part + b"\n")
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+@dataclass
+class IdempotencyKeys:
+    """Claims, completes and replays idempotency keys in the service's database."""
+
+    db: Database
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    clock: Callable[[], dt.datetime] = field(default=utcnow)
+
+    def claim(self, *, client: str, key: str, endpoint: str, fingerprint: str) -> Claim | Replay:
+        """Take the key for this request, or return the stored response of its first use.
+
+        Raises a 422 Problem when the key was first used for a different request, and a 409
+        Problem (with Retry-After) while that first request is still running.
+        """
+        now = self.clock()
+        owner = uuid.uuid4().hex
+        params = {
+            "client": client,
+            "key": key,
+            "owner": owner,
+            "endpoint": endpoint,
+            "fingerprint": fingerprint,
+            "now": now,
+            "lease_until": now + dt.timedelta(seconds=self.lease_seconds),
+        }
+        # Why this is safe under concurrency: one upsert inserts the row or locks the existing one
+        # (InnoDB row lock on the primary key; SQLite's write lock), so concurrent claims of one
+        # key run one after another. A row is taken over only once `reclaimable_at` has passed
+        # (lease of a dead request, or retention of a finished one); otherwise it is left as it
+        # is, and the read-back (same transaction, lock still held) shows who owns the key.
+        # Every assignment reads only reclaimable_at, which is written last (MySQL evaluates the
+        # list left to right, SQLite against the old row).
+        take_over = "reclaimable_at <= %(now)s"
+        replaced = {
+            "owner": "%(owner)s",
+            "endpoint": "%(endpoint)s",
+            "fingerprint": "%(fingerprint)s",
+            "state": f"'{RUNNING}'",
+            "response_status": "NULL",
+            "response_headers": "NULL",
+            "response_body": "NULL",
+            "created_at": "%(now)s",
+            "reclaimable_at": "%(lease_until)s",
+        }
+        dialect = self.db.dialect
+        upsert = dialect.upsert_computed_sql(
+            TABLE,
+            {"client": "%(client)s", "idempotency_key": "%(key)s", **replaced},
+            ["client", "idempotency_key"],
+            {
+                column: f"CASE WHEN {take_over} THEN {value} ELSE {column} END"
+                for column, value in replaced.items()
+            },
+        )
+        columns = ["owner", "fingerprint", "state", "response_status", "response_headers",
+                   "response_body"]
+        returning = dialect.returning_sql(columns)
+
+        def run(conn: Connection) -> dict[str, Any] | None:
+            if returning:
+                return conn.fetchone(f"{upsert} {returning}", params)
+            conn.execute(upsert, params)
+            return conn.fetchone(
+                f"SELECT {', '.join(columns)} FROM {TABLE} "
+                "WHERE client = %(client)s AND idempotency_key = %(key)s",
+                params,
+            )
+
+        row = self.db.run_in_transaction(run)
+        if row is None:  # cannot happen: the upsert leaves the row in place until commit
+            raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
+        if random.random() < PURGE_PROBABILITY:
+            self._purge_quietly()
+        if row["owner"] == owner:
+            return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
+        if row["fingerprint"] != fingerprint:
+            raise Problem(
+                422,
+                f"Idempotency-Key {key!r} was already used for a different request (another "
+                "method, path or body): send a new key for a new request, and the same request "
+                "with the same key only to retry it",
+                title="Idempotency-Key Reused",
+            )
+        if row["state"] == DONE:
+            return Replay(
+                status=int(row["response_status"]),
+                headers=json.loads(row["response_headers"] or "{}"),
+                body=row["response_body"] or "",
+            )
+        raise Problem(
+            409,
+            f"a request with Idempotency-Key {key!r} is still being processed: retry after "
+            f"{CONFLICT_RETRY_AFTER_SECONDS} second(s) to get its result",
+            title="Idempotency-Key In Use",
+            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+        )
+
+    def complete(
+        self, conn: Connection, claim: Claim, status: int, headers: Mapping[str, str], body: str
+    ) -> None:
+        """Store the response in the handler's transaction `conn` and mark the key DONE.
+
+        Raises ClaimLost (409), rolling the handler's effects back with the transaction, when
+        the key is no longer this request's.
+        """
+        expires = self.clock() + dt.timedelta(seconds=self.ttl_seconds)
+        # Fenced on the owner token: a request whose lease ran out and whose key a retry took
+        # over (or the purge deleted) changes nothing here. The UPDATE locks the row until the
+        # handler's transaction commits, so a retry arriving meanwhile waits and then replays.
+        changed = conn.execute(
+            f"UPDATE {TABLE} SET state = %s, response_status = %s, response_headers = %s, "
+            "response_body = %s, reclaimable_at = %s "
+            "WHERE client = %s AND idempotency_key = %s AND owner = %s AND state = %s",
+            (
+                DONE,
+                status,
+                json.dumps(dict(headers), sort_keys=True),
+                body,
+                expires,
+                claim.client,
+                claim.key,
+                claim.owner,
+                RUNNING,
+            ),
+        )
+        if changed != 1:
+            raise ClaimLost(claim.key)
+
+    def release(self, claim: Claim) -> None:
+        """Give the key up after the handler failed (its transaction rolled back), so the
+        client's retry runs at once instead of waiting out the lease."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                f"DELETE FROM {TABLE} "
+                "WHERE client = %s AND idempotency_key = %s AND owner = %s AND state = %s",
+                (claim.client, claim.key, claim.owner, RUNNING),
+            )
+
+    def purge(self, batch: int = 1000, now: dt.datetime | None = None) -> int:
+        """Delete up to `batch` keys past their retention (or dead requests' leases); returns how
+        many went. A key is deleted only when a new claim could take it over anyway."""
+        with self.db.transaction() as conn:
+            return conn.execute(
+                self.db.dialect.delete_batch_sql(TABLE, "reclaimable_at < %s", batch),
+                (now or self.clock(),),
+            )
+
+    def _purge_quietly(self) -> None:
+        try:
+            self.purge(PURGE_BATCH)
+        except Exception as exc:  # noqa: BLE001  # housekeeping must never fail the request
+            log.warning("idempotency.purge_failed", extra={"reason": str(exc)})
+
+
+# -- Flask wiring --------------------------------------------------------------------------------
+
+# Called inside the handler's transaction with its connection and response body.
+Finish = Callable[[Connection, Any], None]
+
+
+def install(app: Flask, keys: IdempotencyKeys | None = None) -> IdempotencyKeys:
+    """Give `app` its idempotency key store (by default in the app's database, with the TTL and
+    lease of its settings)."""
+    if keys is None:
+        state = app.extensions["chassis"]  # the Runtime: settings, db, log, service
+        keys = IdempotencyKeys(
+            state.db,
+            ttl_seconds=state.settings.get("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS),
+            lease_seconds=state.settings.get("IDEMPOTENCY_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        )
+    app.extensions[EXTENSION] = keys
+    return keys
+
+
+def request_key() -> str:
+    """The current request's Idempotency-Key; a 400 problem when it is missing or unusable."""
+    return parse_key(request.headers.get(KEY_HEADER))
+
+
+def run_once(endpoint_name: str, status: int, key: str, run: Callable[[Finish], Any]) -> Response:
+    """Answer the current request at most once per key.
+
+    `run(finish)` runs the handler in its transaction and must call `finish(conn, body)` before
+    committing; it returns the response body. A replay returns the stored response instead of
+    calling `run`; a failure of `run` releases the key and propagates.
+    """
+    keys: IdempotencyKeys = current_app.extensions[EXTENSION]
+    outcome = keys.claim(
+        client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
+        key=key,
+        endpoint=endpoint_name,
+        fingerprint=fingerprint(
+            request.method,
+            request.path,
+            request.query_string.decode("latin-1"),
+            request.get_data(cache=True),
+        ),
+    )
+    if isinstance(outcome, Replay):
+        response = Response(outcome.body, status=outcome.status)
+        for name, value in outcome.headers.items():
+            response.headers[name] = value
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+
+    def finish(conn: Connection, body: Any) -> None:
+        text = "" if status == 204 else current_app.json.dumps(body)
+        headers = {} if status == 204 else {"Content-Type": "application/json"}
+        keys.complete(conn, outcome, status, headers, text)
+
+    try:
+        body = run(finish)
+    except BaseException:
+        try:
+            keys.release(outcome)
+        except Exception as exc:  # noqa: BLE001  # the lease frees the key later
+            log.warning("idempotency.release_failed", extra={"key": key, "reason": str(exc)})
+        raise
+    if status == 204:
+        return Response(status=204)
+    return Response(current_app.json.dumps(body), status=status, mimetype="application/json")

@@ -1,0 +1,210 @@
+"""The outbox: messages this service publishes, written in the same transaction as the change
+they announce, delivered to peers afterwards.
+
+    def handle(ctx, data):
+        ctx.db.execute("INSERT INTO orders ...", (...))
+        ctx.publish("order.created", 1, {"order_id": order_id, ...})   # same transaction
+
+`ctx.publish` validates the data against the message version's schema at once (an invalid
+message raises before anything commits, naming the field) and buffers one outbox row per
+destination in the spec's `to:` list. The buffer (`Outgoing`) is written with one multi-row
+INSERT per table just before the transaction commits, so the change and its messages are stored
+together or not at all. A message the service also subscribes to itself (`from:` its own name)
+goes into its own queue as well; a message with no destination and no local subscriber is
+validated and then has nobody to go to, so nothing is stored.
+
+Delivery goes through a transport per destination: `deliver(rows) -> {row id: None | error}`.
+`relay_batch` claims a destination's rows (the same claim as the queue, see claim.py), hands them
+to its transport outside any transaction, and completes or retries each row on its lease. Rows for
+a destination with no transport wait, NEW, until one is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import queue
+from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_exception, fail
+from .db import Connection, Database, retry_on_deadlock
+from .events import Catalog, envelope, parse_event_type
+
+#: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
+#: None when the peer accepted it or the error text when it did not. Rows missing from the answer
+#: count as failed. Raising fails the whole batch with that error.
+Deliver = Callable[[list[Claimed]], Mapping[int, str | None]]
+
+COLUMNS = (
+    "message_id",
+    "destination",
+    "message_type",
+    "version",
+    "payload",
+    "status",
+    "retry_count",
+    "available_at",
+    "created_at",
+    "updated_at",
+)
+
+
+class Outgoing:
+    """Messages published and jobs enqueued during one transaction, written by `flush` just
+    before it commits. Dropped with the transaction when the work raises."""
+
+    def __init__(self) -> None:
+        self.outbox_rows: list[tuple[Any, ...]] = []
+        self.queue_rows: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.outbox_rows) + len(self.queue_rows)
+
+    def add_delivery(self, event: dict[str, Any], destination: str) -> None:
+        """Buffer an outbox row taking `event` to `destination`."""
+        now = queue.utcnow_ms()
+        type_, version = parse_event_type(event["type"])
+        self.outbox_rows.append(
+            (
+                event["id"],
+                destination,
+                type_,
+                version,
+                json.dumps(event, separators=(",", ":")),
+                "NEW",
+                0,
+                now,
+                now,
+                now,
+            )
+        )
+
+    def add_job(self, event: dict[str, Any], delay_seconds: float = 0) -> None:
+        """Buffer a row of this service's own queue holding `event`."""
+        self.queue_rows.append(queue.row_values(event, delay_seconds))
+
+    def flush(self, conn: Connection) -> None:
+        """Write the buffered rows in the caller's transaction: one INSERT per table."""
+        if self.outbox_rows:
+            key = ("destination", "message_id")
+            sql = conn.dialect.insert_ignore_sql(OUTBOX.name, COLUMNS, key)
+            conn.executemany(sql, self.outbox_rows)  # one multi-row INSERT on MySQL
+            self.outbox_rows = []
+        if self.queue_rows:
+            queue.insert(conn, self.queue_rows)
+            self.queue_rows = []
+
+    def discard(self) -> None:
+        self.outbox_rows = []
+        self.queue_rows = []
+
+
+def publish(
+    outgoing: Outgoing,
+    catalog: Catalog,
+    type_: str,
+    version: int,
+    data: Any,
+    *,
+    traceparent: str,
+) -> dict[str, Any]:
+    """Validate `data` as (type, version) and buffer it for every receiver; return the CloudEvent.
+
+    Raises `events.InvalidMessage` naming the field when the data breaks the schema, and
+    `events.UnknownMessage` when the spec does not declare the message version.
+    """
+    data = catalog.check_published(type_, version, data)
+    event = envelope(
+        source=catalog.service,
+        type_=type_,
+        version=version,
+        data=data,
+        dataschema=catalog.dataschema(type_, version),
+        traceparent=traceparent,
+    )
+    for destination in catalog.destinations(type_):
+        outgoing.add_delivery(event, destination)
+    if catalog.local_subscription(type_, version):
+        outgoing.add_job(event)
+    return event
+
+
+@dataclass
+class RelayResult:
+    """What one `relay_batch` did."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+def relay_batch(
+    db: Database,
+    destination: str,
+    deliver: Deliver,
+    *,
+    policy: RetryPolicy,
+    batch_size: int,
+    lease_seconds: float,
+    method: str,
+    log: logging.Logger,
+) -> RelayResult:
+    """Claim up to `batch_size` of `destination`'s outbox rows, deliver them, and record the
+    outcome of each on its lease."""
+    rows = claim(
+        db, OUTBOX, limit=batch_size, lease_seconds=lease_seconds, method=method,
+        partition=destination,
+    )
+    result = RelayResult(claimed=len(rows))
+    if not rows:
+        return result
+    # No transaction is open while the peer is called: a slow peer holds no locks, only leases.
+    try:
+        answers = dict(deliver(rows))
+    except Exception as exc:  # noqa: BLE001  # the transport failed: every row failed with it
+        error = describe_exception(exc)
+        answers = {row.id: error for row in rows}
+    delivered = [row for row in rows if row.id in answers and answers[row.id] is None]
+    failed = [
+        (row, answers.get(row.id) or f"the {destination} transport did not report on this row")
+        for row in rows
+        if row not in delivered
+    ]
+
+    def record() -> None:
+        with db.transaction() as conn:
+            # A row whose lease ran out during delivery stays with whoever claimed it since
+            # (it reaches the peer twice, and the peer's inbox drops the copy by message id).
+            result.delivered = complete(conn, delivered)
+            result.retried = result.dead = 0
+            for row, error in failed:
+                last = policy.gives_up_after(row.attempt)
+                if fail(conn, row, error, retry_in=None if last else policy.delay(row.attempt)):
+                    if last:
+                        result.dead += 1
+                    else:
+                        result.retried += 1
+
+    retry_on_deadlock(record, db.dialect)
+    if failed:
+        log.warning(
+            "outbox delivery to %s failed for %d of %d messages (%d dead-lettered)",
+            destination, len(failed), len(rows), result.dead,
+        )
+    return result
+
+
+def pending(conn: Connection, destinations: list[str] | None = None) -> dict[str, int]:
+    """Outbox rows waiting for delivery, by destination."""
+    rows = conn.fetchall(
+        "SELECT destination, COUNT(*) AS waiting FROM outbox "
+        "WHERE status IN ('NEW', 'IN_PROGRESS') GROUP BY destination",
+        (),
+    )
+    counts = {row["destination"]: int(row["waiting"]) for row in rows}
+    if destinations is not None:
+        counts = {name: count for name, count in counts.items() if name in destinations}
+    return counts

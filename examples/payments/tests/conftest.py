@@ -1,0 +1,163 @@
+"""Fixtures: a real database, migrated, and the app built on it.
+
+TEST_DATABASE_URL chooses the database:
+
+- unset: a fresh SQLite file for the test session;
+- `mysql://user:password@host:3306/anything`: a fresh database `t_<random>` is created on that
+  server for the session and dropped afterwards (the user needs CREATE and DROP), e.g.
+  `TEST_DATABASE_URL=mysql://root@127.0.0.1:3306/test pytest`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import pymysql
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from payments import create_app
+from payments.chassis.db import Database
+from payments.chassis.migrate import migrate
+from payments.chassis.schemas import Endpoint, load_service
+from payments.chassis.settings import Settings, load_settings
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+USES_MYSQL = urlsplit(TEST_DATABASE_URL).scheme.split("+")[0] in ("mysql", "mariadb")
+
+
+@contextmanager
+def fresh_database(folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database: a SQLite file in `folder`, or a database created on the
+    TEST_DATABASE_URL server and dropped when the block ends."""
+    if not USES_MYSQL:
+        yield f"sqlite:///{folder / 'test.db'}"
+        return
+    parts = urlsplit(TEST_DATABASE_URL)
+    name = f"t_{secrets.token_hex(6)}"
+    server = pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        autocommit=True,
+        connect_timeout=5,
+    )
+    try:
+        with server.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    finally:
+        with server.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        server.close()
+
+
+def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
+    """Environment variables of a valid configuration for tests: the given database, and
+    harmless values for the keys the spec adds (peer URLs point at a closed port)."""
+    environ = {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    for key in load_service().get("settings", []):
+        environ[key] = "http://127.0.0.1:9" if key.endswith("_URL") else "test"
+    environ.update(overrides)
+    return environ
+
+
+def settings_for(database_url: str, **overrides: str) -> Settings:
+    """Settings built from `service_environment`."""
+    return load_settings(environ=service_environment(database_url, **overrides), env_file=None)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's database, empty."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database of its own for one test (migration tests start from nothing)."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return settings_for(database_url)
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Database:
+    """The session's database, migrated."""
+    database = Database(settings.database_url)
+    migrate(database)
+    return database
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, db: Database) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def request_headers(endpoint: Endpoint) -> dict[str, str]:
+    """Headers a call to `endpoint` needs besides the body's Content-Type: a fresh
+    Idempotency-Key for an idempotent endpoint (so every call is a new operation)."""
+    headers = {}
+    if endpoint.idempotent:
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    return headers
+
+
+def endpoint_url(endpoint: Endpoint, data: dict[str, Any]) -> str:
+    """The endpoint's path with its parameters filled in from `data`, plus the query string
+    (GET and DELETE) made of the other fields."""
+    path = endpoint.path
+    for name in endpoint.path_params:
+        path = path.replace("{" + name + "}", str(data[name]))
+    if endpoint.has_body:
+        return path
+    query = {
+        key: _query_value(value) for key, value in data.items() if key not in endpoint.path_params
+    }
+    return f"{path}?{urlencode(query, doseq=True)}" if query else path
+
+
+def _query_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [_query_value(item) for item in value]
+    return value
+
+
+@pytest.fixture
+def call(client: FlaskClient):
+    """`call(endpoint, data)`: send `data` to the endpoint the way a client would."""
+
+    def send(endpoint: Endpoint, data: dict[str, Any], **kwargs: Any) -> TestResponse:
+        headers = {**request_headers(endpoint), **kwargs.pop("headers", {})}
+        if endpoint.has_body:
+            body = {k: v for k, v in data.items() if k not in endpoint.path_params}
+            kwargs.setdefault("json", body)
+        return client.open(
+            endpoint_url(endpoint, data), method=endpoint.method, headers=headers, **kwargs
+        )
+
+    return send

@@ -115,7 +115,8 @@ class MessagingService:
     def python(self, *args: str, env: dict[str, str] | None = None, check: bool = True,
                timeout: float = 300) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, *args], cwd=self.root, env={**self.env, **(env or {})},
+            [sys.executable, *args], check=False, cwd=self.root,
+            env={**self.env, **(env or {})},
             capture_output=True, text=True, timeout=timeout,
         )
         if check and result.returncode != 0:

@@ -116,6 +116,25 @@ def test_template_renders_a_complete_generated_service(
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+    # What the generator writes is also exactly as `ruff format` lays it out.
+    layout = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--no-cache",
+            "--check",
+            "--diff",
+            f"{package}/_generated",
+            f"{package}/handlers",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert layout.returncode == 0, layout.stdout + layout.stderr
 
 
 def test_template_refuses_a_service_name_that_is_no_name(copie, template: Path) -> None:

@@ -511,3 +511,15 @@ def test_only_if_generated_regenerates_a_generated_service(service: Path) -> Non
     (service / "shop/handlers/get_order.py").unlink()
     generate(service, "--only-if-generated")
     assert (service / "shop/handlers/get_order.py").is_file()
+
+
+def test_descriptions_with_quotes_and_backslashes_give_valid_stubs(tmp_path: Path) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["endpoints"][0]["description"] = 'Say """hi""" to C:\\orders, then "bye".'
+    write_spec(tmp_path, spec)
+    generate(tmp_path)
+    stub = (tmp_path / "shop/handlers/create_order.py").read_text()
+    docstring = ast.get_docstring(ast.parse(stub))
+    assert docstring is not None
+    assert docstring.startswith('POST /v1/orders: Say """hi""" to C:\\orders, then "bye".')
+    _assert_ruff_clean(tmp_path)

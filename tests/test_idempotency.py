@@ -44,14 +44,27 @@ def apply_migration(db: Any, name: str) -> None:
             conn.execute(statement)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("mysql-readback", marks=pytest.mark.mysql),
+    ]
+)
 def database(request, tmp_path: Path):
-    """A real database with the idempotency table and an `orders` table for side effects."""
+    """A real database with the idempotency table and an `orders` table for side effects:
+    SQLite, and MariaDB seen as MariaDB (INSERT ... RETURNING) and as MySQL (without)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'idempotency.db'}"
     else:
         url = request.getfixturevalue("mysql_database")
     db = db_module.Database(url)
+    if request.param == "mysql-readback":
+        # MySQL (and MariaDB before 10.5) have no INSERT ... RETURNING: the upsert's row is read
+        # back in its transaction instead. Run that path on this server too.
+        db.dialect  # noqa: B018 - connects once, learning the server
+        db._dialect = chassis_module("dialect").MySQLDialect("mysql", (8, 0, 36))
+        assert db.dialect.returning_sql(["x"]) is None
     apply_migration(db, "0011_idempotency_keys.sql")
     with db.transaction() as conn:
         conn.execute("CREATE TABLE orders (id INTEGER NOT NULL, note VARCHAR(20) NOT NULL)")

@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections import Counter
@@ -28,7 +27,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-
 from conftest import _connect, database_url, run_shoestring
 
 pytestmark = [pytest.mark.slow]

@@ -79,7 +79,8 @@ def test_text_format_reports_every_problem_not_just_the_first(tmp_path: Path) ->
         "the module 'json' that services use — rename the service, e.g. 'json-service', or "
         "set `package:` under service:"),
         (f"{spec}:3:1: unknown key 'extra' at the top of the spec — allowed keys: shoestring, "
-        "service, messages, subscriptions, endpoints, rate_limits, retry_policies, peers"),
+        "service, messages, subscriptions, endpoints, rate_limits, retry_policies, peers, "
+            "breaking"),
     ]
 
 

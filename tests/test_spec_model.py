@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import EXAMPLES
 from shoestring.spec import LoadResult, compile_fields, handler_name, load_spec, package_name
+from shoestring.spec.model import tolerant
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -25,14 +26,14 @@ def test_payments_example_model_is_exactly_the_contract() -> None:
                 "to": ["orders"],
                 "versions": {"1": {"schema": compile_fields({
                     "payment_id": "uuid", "order_id": "uuid", "amount_cents": "int",
-                    "captured_at": "datetime"}), "deprecated": False}},
+                    "captured_at": "datetime"}), "deprecated": False, "publish_also": []}},
             }
         },
         "subscriptions": [{
             "message": "order.created", "version": 1, "from": "orders", "retry": "patient",
             "handler": "on_order_created_v1",
-            "schema": compile_fields({"order_id": "uuid", "customer_id": "uuid",
-                                      "amount_cents": "int", "note": "str?"}),
+            "schema": tolerant(compile_fields({"order_id": "uuid", "customer_id": "uuid",
+                                               "amount_cents": "int", "note": "str?"})),
         }],
         "endpoints": [{
             "name": "capture_payment", "method": "POST", "path": "/v1/payments", "status": 201,
@@ -45,9 +46,11 @@ def test_payments_example_model_is_exactly_the_contract() -> None:
         "rate_limits": {},
         "retry_policies": {"patient": {"max_attempts": 20, "base_seconds": 5,
                                        "max_seconds": 7200}},
-        "peers": {"orders": {"url_env": "ORDERS_URL"}},
+        "peers": {"orders": {"url_env": "ORDERS_URL", "scopes": [], "calls": []}},
         "settings": ["ORDERS_URL"],
     }
+    # A subscriber reads the fields it names and ignores the rest (the tolerant reader).
+    assert "additionalProperties" not in result.spec["subscriptions"][0]["schema"]
 
 
 def test_orders_example_model_fills_defaults() -> None:

@@ -13,11 +13,22 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .breaking import (
+    GROUPS,
+    RULES,
+    BaselineError,
+    Policy,
+    Side,
+    allowance,
+    compare,
+    load_baseline,
+    since_accepted,
+)
 from .generate import GenerateError, Plan, apply_plan, plan_generation
-from .manifest import MANIFEST_PATH, ManifestError
+from .manifest import MANIFEST_PATH, ManifestError, load_manifest
 from .new import DATABASES, NewServiceError, create_service
 from .render import SPEC_FILE
-from .spec import load_spec, schema_text
+from .spec import LoadResult, load_spec, schema_text
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
 EXIT_VALID = 0
@@ -66,6 +77,11 @@ def validate(spec: Path, output_format: str) -> None:
 
 def _load_or_exit(spec: Path) -> dict:
     """The spec model of `spec`; on problems print them like `validate` does, then exit."""
+    return _load_result_or_exit(spec).spec
+
+
+def _load_result_or_exit(spec: Path) -> LoadResult:
+    """`load_spec(spec)` of a valid spec; on problems print them like `validate`, then exit."""
     result = load_spec(spec)
     for problem in result.problems:
         click.echo(problem.format(), err=True)
@@ -73,7 +89,7 @@ def _load_or_exit(spec: Path) -> dict:
         sys.exit(EXIT_UNREADABLE)
     if not result.ok:
         sys.exit(EXIT_INVALID)
-    return result.spec
+    return result
 
 
 @main.command()
@@ -123,9 +139,10 @@ def new(
         f"created {out}: service '{model['service']['name']}', package '{package}'\n"
         f"\nnext steps:\n"
         f"  cd {out}\n"
-        f"  python -m venv .venv && .venv/bin/pip install -r requirements.txt\n"
+        f"  python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
         f"  .venv/bin/python -m {package} migrate\n"
         f"  .venv/bin/python -m pytest\n"
+        f"  .venv/bin/python -m {package} serve\n"
         f"write the business logic in {package}/handlers/; after changing service.yaml, "
         f"run `shoestring generate`"
     )
@@ -149,7 +166,19 @@ def new(
     help="Do nothing in a directory without a manifest (the template's `copier update` task "
     "uses it to skip Copier's temporary copies).",
 )
-def generate(directory: Path, check: bool, dry_run: bool, only_if_generated: bool) -> None:
+@click.option(
+    "--allow-breaking",
+    metavar="REASON",
+    help="Generate even though the spec breaks peers or clients of the spec accepted last; "
+    "the reason and the changes it allows are recorded in the manifest.",
+)
+def generate(
+    directory: Path,
+    check: bool,
+    dry_run: bool,
+    only_if_generated: bool,
+    allow_breaking: str | None,
+) -> None:
     """Regenerate the spec-derived code of the service in DIRECTORY from its service.yaml."""
     if only_if_generated and not (directory / MANIFEST_PATH).is_file():
         click.echo(f"{directory}: no {MANIFEST_PATH}, nothing generated here; skipped", err=True)
@@ -160,9 +189,11 @@ def generate(directory: Path, check: bool, dry_run: bool, only_if_generated: boo
             f"no {SPEC_FILE} in {directory}: run in a service's root directory, or create a "
             f"service with `shoestring new SPEC -o DIR`"
         )
-    model = _load_or_exit(spec_file)
+    result = _load_result_or_exit(spec_file)
+    model = result.spec
     try:
-        plan = plan_generation(directory, model)
+        allowed = _breaking_since_accepted(directory, result, check or dry_run, allow_breaking)
+        plan = plan_generation(directory, model, allowed_breaking=allowed)
     except (GenerateError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
     if check:
@@ -185,6 +216,112 @@ def generate(directory: Path, check: bool, dry_run: bool, only_if_generated: boo
     apply_plan(plan)
 
 
+def _breaking_since_accepted(
+    directory: Path, result: LoadResult, writes_nothing: bool, reason: str | None
+) -> dict | None:
+    """Compare the spec with the one the manifest accepted. Breaking changes stop generation
+    (exit 1) unless `reason` accepts them; returns what the manifest is to record, if anything.
+    """
+    manifest = load_manifest(directory)
+    findings = since_accepted(
+        manifest.accepted_spec if manifest else None,
+        result,
+        SPEC_FILE,
+        accepted_in=str(directory / MANIFEST_PATH),
+    )
+    if reason is not None and not reason.strip():
+        raise click.UsageError("--allow-breaking needs a reason, e.g. --allow-breaking "
+                               '"payments reads order.created v2 since release 41"')
+    if not findings:
+        if reason is not None and not writes_nothing:
+            click.echo("note: no breaking changes to allow; --allow-breaking ignored", err=True)
+        return None
+    for finding in findings:
+        click.echo(finding.format(), err=True)
+    count = f"{len(findings)} breaking change{'s' if len(findings) != 1 else ''}"
+    if writes_nothing:
+        click.echo(f"{count} since the spec accepted last; generating needs --allow-breaking",
+                   err=True)
+        return None
+    if reason is None:
+        click.echo(
+            f"refusing to generate: {count} since the spec accepted last "
+            f"({MANIFEST_PATH}). Make the change compatibly (each line says how), or accept "
+            'it with --allow-breaking "<why it is safe>" (the reason is recorded in the '
+            "manifest).",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"allowed: {count} ({reason})", err=True)
+    return allowance(reason, findings)
+
+
 def _echo_warnings(plan: Plan) -> None:
     for warning in plan.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("spec", default="service.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--against",
+    required=True,
+    metavar="REF_OR_FILE",
+    help="The spec to compare with: a file, or a git ref (commit, tag, branch) at which SPEC "
+    "is read with `git show REF:SPEC`.",
+)
+@click.option(
+    "--rules",
+    type=click.Choice(GROUPS),
+    help="The group of rules: WIRE < CONSUMERS < STRICT [default: the spec's `breaking: use:`, "
+    "else CONSUMERS].",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    type=click.Choice(sorted(RULES)),
+    metavar="RULE",
+    help="Leave out a rule by id (repeatable), beside the spec's `breaking: except:`.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one `file:line:col: RULE: message — fix` per change; json: a list of objects.",
+)
+def breaking(
+    spec: Path, against: str, rules: str | None, ignore: tuple[str, ...], output_format: str
+) -> None:
+    """Report the changes of SPEC that break peers or clients of the spec at --against.
+
+    Exit 0 none, 1 breaking changes found, 2 a spec could not be read.
+    """
+    new = load_spec(spec)
+    try:
+        old, old_name = load_baseline(against, spec)
+    except BaselineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    for name, result in ((str(spec), new), (old_name, old)):
+        if not result.ok:
+            for problem in result.errors:
+                click.echo(problem.format(), err=True)
+            click.echo(f"error: {name} is not a valid spec; fix it to compare", err=True)
+            sys.exit(EXIT_UNREADABLE)
+    policy = Policy.from_spec(new.root)
+    if rules:
+        policy.use = rules
+    policy.excepted.update(ignore)
+    findings = compare(Side.of(old, old_name), Side.of(new, str(spec)), policy)
+    if output_format == "json":
+        click.echo(json.dumps([finding.to_dict() for finding in findings], indent=2))
+    else:
+        for finding in findings:
+            click.echo(finding.format())
+        count = len(findings)
+        summary = f"{count} breaking change{'s' if count != 1 else ''}" if count \
+            else "no breaking changes"
+        click.echo(f"{spec}: {summary} against {old_name} (rules: {policy.use})", err=True)
+    sys.exit(1 if findings else 0)

@@ -74,8 +74,18 @@ class Plan:
         return not self.writes and not self.removals
 
 
-def plan_generation(root: Path, spec: dict[str, Any], *, version: str = __version__) -> Plan:
-    """Compare what `spec` renders to with the service at `root`; decide, do not write."""
+def plan_generation(
+    root: Path,
+    spec: dict[str, Any],
+    *,
+    version: str = __version__,
+    allowed_breaking: dict[str, Any] | None = None,
+) -> Plan:
+    """Compare what `spec` renders to with the service at `root`; decide, do not write.
+
+    `allowed_breaking` ({"reason": ..., "findings": [...]}) records breaking changes the user
+    accepted (`generate --allow-breaking`) in the manifest, after those accepted before.
+    """
     check_package(root, spec)
     rendered = render(spec, version=version)
     old = load_manifest(root)
@@ -83,6 +93,12 @@ def plan_generation(root: Path, spec: dict[str, Any], *, version: str = __versio
     manifest = Manifest(
         generator=version, spec_sha256=rendered.spec_sha256, accepted_spec=dict(spec)
     )
+    if old is not None:
+        manifest.allowed_breaking = list(old.allowed_breaking)
+    if allowed_breaking:
+        manifest.allowed_breaking.append(
+            {**allowed_breaking, "spec_sha256": rendered.spec_sha256, "generator": version}
+        )
 
     for path, content in rendered.generated.items():
         manifest.files[path] = sha256(content)

@@ -8,7 +8,9 @@
   file (no longer generated) is removed only when nobody edited it, and drift shows;
 - `stubs`: path -> sha256 of every handler stub as created, so the stub of a removed endpoint
   or subscription goes away only while it is still the untouched stub;
-- `accepted_spec`: the spec model itself, the baseline the next spec is compared against.
+- `accepted_spec`: the spec model itself, the baseline the next spec is compared against;
+- `allowed_breaking` (only once there is one): each breaking change accepted with
+  `generate --allow-breaking REASON`, with the reason, the spec hash and the findings it allowed.
 
 Stubs are kept apart from `files` because they become the user's code: editing one is the
 point, not drift.
@@ -36,6 +38,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)
     stubs: dict[str, str] = field(default_factory=dict)
     accepted_spec: dict[str, Any] = field(default_factory=dict)
+    allowed_breaking: list[dict[str, Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted keys, indent 2, final newline): deterministic across runs."""
@@ -46,6 +49,8 @@ class Manifest:
             "stubs": dict(sorted(self.stubs.items())),
             "accepted_spec": self.accepted_spec,
         }
+        if self.allowed_breaking:
+            document["allowed_breaking"] = self.allowed_breaking
         text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
         return (text + "\n").encode("utf-8")
 
@@ -73,6 +78,7 @@ def load_manifest(root: Path) -> Manifest | None:
             files={str(k): str(v) for k, v in data.get("files", {}).items()},
             stubs={str(k): str(v) for k, v in data.get("stubs", {}).items()},
             accepted_spec=dict(data.get("accepted_spec", {})),
+            allowed_breaking=[dict(entry) for entry in data.get("allowed_breaking", [])],
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ManifestError(

@@ -71,7 +71,6 @@ def render(spec: Mapping[str, Any], *, version: str = __version__) -> Rendered:
 class _Files:
     def __init__(self, spec: Mapping[str, Any], version: str, digest: str) -> None:
         self.spec = spec
-        self.version = version
         self.package = spec["service"]["package"]
         self.digest = digest
         self.origin = f"shoestring {version} from {SPEC_FILE} (spec sha256 {digest[:12]})"

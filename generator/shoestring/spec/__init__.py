@@ -4,7 +4,7 @@
 and `.problems` (every `Problem`, located as file:line:col, each with a hint).
 """
 
-from .checks import handler_name, package_name
+from .checks import converter_name, handler_name, package_name
 from .examples import example_for
 from .fields import FieldSpecError, compile_fields
 from .loader import LoadResult, load_spec, load_spec_text
@@ -16,6 +16,7 @@ __all__ = [
     "LoadResult",
     "Problem",
     "compile_fields",
+    "converter_name",
     "example_for",
     "handler_name",
     "load_spec",

@@ -55,6 +55,11 @@ def handler_name(message: str, version: int) -> str:
     return f"on_{re.sub(r'[.-]', '_', message)}_v{version}"
 
 
+def converter_name(message: str, version: int, target: int) -> str:
+    """The module converting a message version for `publish_also`: `<message>_v<N>_to_v<M>`."""
+    return f"{re.sub(r'[.-]', '_', message)}_v{version}_to_v{target}"
+
+
 def path_params(path: str) -> list[str]:
     """The `{name}` parameters of an endpoint path, in path order."""
     return PATH_PARAM.findall(path)
@@ -225,6 +230,22 @@ class Checker:
                 continue
             line = locate(self.root, ["subscriptions", index])[0]
             owners[module] = f"the subscription at line {line}"
+        for message, entry in self.section("messages").items():
+            versions = entry.get("versions") if isinstance(entry, dict) else None
+            for text, body in (versions.items() if isinstance(versions, dict) else []):
+                also = body.get("publish_also") if isinstance(body, dict) else None
+                if not _is_message(message) or not VERSION_KEY.match(text) \
+                        or not isinstance(also, list):
+                    continue
+                for index, target in enumerate(also):
+                    if not _is_version(target):
+                        continue
+                    module = converter_name(message, int(text), target)
+                    if module in owners:
+                        self.add(["messages", message, "versions", text, "publish_also", index],
+                                 f"message '{message}' version {text} needs handlers/{module}.py "
+                                 f"to convert to version {target}, already used by "
+                                 f"{owners[module]}", "rename the endpoint", "duplicate")
 
     # -- messages and subscriptions --------------------------------------------------------
 
@@ -243,6 +264,9 @@ class Checker:
                                  f"message '{message}' version '{text}' is written as text",
                                  f"versions are whole numbers: write {text}: without quotes",
                                  "wrong-type", at_key=True)
+            versions = entry.get("versions")
+            if isinstance(versions, dict):
+                self.check_publish_also(message, versions)
             targets = entry.get("to")
             for index, peer in enumerate(targets if isinstance(targets, list) else []):
                 if isinstance(peer, str) and SERVICE_NAME.match(peer) and peer not in peers:
@@ -250,6 +274,29 @@ class Checker:
                              f"message '{message}' is sent to peer '{peer}' which is not defined",
                              self.reference_hint(peer, peers, f"add it under peers: {{{peer}: "
                                              f"{{url_env: {_env_name(peer)}}}}}"),
+                             "undefined-reference")
+
+    def check_publish_also(self, message: str, versions: dict[str, Any]) -> None:
+        """`publish_also` names other versions of the same message."""
+        known = sorted(int(text) for text in versions if VERSION_KEY.match(text))
+        for text, body in versions.items():
+            also = body.get("publish_also") if isinstance(body, dict) else None
+            if not VERSION_KEY.match(text) or not isinstance(also, list):
+                continue
+            for index, target in enumerate(also):
+                if not _is_version(target):
+                    continue  # the schema reports it
+                where = ["messages", message, "versions", text, "publish_also", index]
+                if target == int(text):
+                    self.add(where, f"message '{message}' version {text} lists itself under "
+                             "publish_also", f"list the older versions to publish beside "
+                             f"version {text}, e.g. [{known[0]}]" if known[0] != int(text)
+                             else "remove it", "wrong-value")
+                elif target not in known:
+                    self.add(where, f"message '{message}' version {text} also publishes version "
+                             f"{target}, which the message does not have",
+                             f"its versions are {', '.join(map(str, known))}; keep version "
+                             f"{target} under versions: while it is published",
                              "undefined-reference")
 
     def check_subscriptions(self) -> None:

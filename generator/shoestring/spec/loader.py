@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import Checker
-from .document import MAX_BYTES, compose, read_text
+from .document import MAX_BYTES, Node, compose, read_text
 from .model import build_model
 from .problems import Problem
 from .structure import check_structure
@@ -22,11 +22,14 @@ UNREADABLE_CODES = frozenset({
 class LoadResult:
     """The outcome of `load_spec`: the model (None unless the spec is valid) and the problems.
 
-    Problems are sorted by position; warnings may accompany a valid spec.
+    Problems are sorted by position; warnings may accompany a valid spec. `root` is the YAML
+    document with the position of every key and value (None when unreadable), for tools that
+    locate what they find in the spec (`document.locate(root, path)`).
     """
 
     spec: dict[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
+    root: Node | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -83,8 +86,8 @@ def load_spec_text(file: str, data: bytes | str) -> LoadResult:
     problems.extend(checker.run())
     problems = _sorted(problems)
     if any(problem.is_error for problem in problems):
-        return LoadResult(None, problems)
-    return LoadResult(build_model(root.value, checker.compiled), problems)
+        return LoadResult(None, problems, root)
+    return LoadResult(build_model(root.value, checker.compiled), problems, root)
 
 
 def _unreadable(file: str, message: str, hint: str) -> LoadResult:

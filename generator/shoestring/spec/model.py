@@ -47,7 +47,14 @@ def build_model(data: dict[str, Any], compiled: dict[tuple, dict[str, Any]]) -> 
             }
             for name, policy in (data.get("retry_policies") or {}).items()
         },
-        "peers": {name: {"url_env": peer["url_env"]} for name, peer in peers.items()},
+        "peers": {
+            name: {
+                "url_env": peer["url_env"],
+                "scopes": list(peer.get("scopes", [])),
+                "calls": list(peer.get("calls", [])),
+            }
+            for name, peer in peers.items()
+        },
         "settings": sorted({peer["url_env"] for peer in peers.values()}),
     }
 
@@ -64,6 +71,7 @@ def _messages(messages: dict[str, Any], compiled: dict[tuple, dict[str, Any]]) -
                     "schema": copy.deepcopy(
                         compiled[("messages", name, "versions", version, "fields")]),
                     "deprecated": versions[version].get("deprecated", False),
+                    "publish_also": sorted(versions[version].get("publish_also", [])),
                 }
                 for version in sorted(versions, key=int)
             },
@@ -72,15 +80,39 @@ def _messages(messages: dict[str, Any], compiled: dict[tuple, dict[str, Any]]) -
 
 
 def _subscription(index: int, entry: dict[str, Any], compiled: dict[tuple, Any]) -> dict[str, Any]:
-    schema = compiled.get(("subscriptions", index, "fields"), OBJECT_SCHEMA)
+    schema = tolerant(compiled.get(("subscriptions", index, "fields"), OBJECT_SCHEMA))
     return {
         "message": entry["message"],
         "version": entry["version"],
         "from": entry["from"],
         "retry": entry["retry"],
         "handler": handler_name(entry["message"], entry["version"]),
-        "schema": copy.deepcopy(schema),
+        "schema": schema,
     }
+
+
+def tolerant(schema: dict[str, Any]) -> dict[str, Any]:
+    """A subscription's schema open to fields it does not declare, at every level of its
+    compact objects: a consumer reads the fields it names and ignores the rest, so a publisher
+    may add optional fields to a version without breaking anyone (the tolerant reader)."""
+    opened = copy.deepcopy(schema)
+    _open_object(opened)
+    return opened
+
+
+def _open_object(schema: Any) -> None:
+    # Compact types compile objects as {"type": "object", ..., "additionalProperties": false}
+    # and lists as {"type": "array" (or [..., "null"]), "items": ...}; full-form schemas that
+    # say something else are left as their author wrote them.
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind == "object" and schema.get("additionalProperties") is False:
+        del schema["additionalProperties"]
+        for child in schema.get("properties", {}).values():
+            _open_object(child)
+    elif kind == "array" or (isinstance(kind, list) and "array" in kind):
+        _open_object(schema.get("items"))
 
 
 def _endpoint(index: int, entry: dict[str, Any], compiled: dict[tuple, Any]) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class Claimed:
     retry_count: int
     owner: str
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    payload_text: str = ""  # the envelope as stored, to parse afresh for a second run
 
     @property
     def attempt(self) -> int:
@@ -328,6 +329,7 @@ def _read_owned(conn: Connection, table: Table, owner: str, ids: list[int]) -> l
             retry_count=int(row["retry_count"]),
             owner=owner,
             attempt_log=_json(row["attempt_log"]) or [],
+            payload_text=_text(row["payload"]),
         )
         for row in rows
     ]
@@ -418,6 +420,12 @@ def _append_log(
 
 def _ids(rows: list[dict[str, Any]]) -> list[int]:
     return [int(row["id"]) for row in rows]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _json(value: Any) -> Any:

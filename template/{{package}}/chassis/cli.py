@@ -344,9 +344,14 @@ def keys_list() -> None:
 
     _config, store = identity_or_exit()
     try:
-        click.echo(format_keys(store.keys()))
+        found = store.keys()
     except KeyStoreError as exc:
         raise click.ClickException(str(exc)) from None
+    if not found:
+        raise click.ClickException(
+            f"no keys in {store.directory}: create one with `python -m {PACKAGE} keys generate`"
+        )
+    click.echo(format_keys(found))
 
 
 @keys.command("retire")

@@ -129,7 +129,7 @@ class Policy:
 
     @classmethod
     def from_spec(cls, name: str, data: Mapping[str, Any]) -> Policy:
-        policy = cls(name=name, limit=int(data["limit"]), per=str(data["per"]), key=str(data["key"]))
+        policy = cls(name, int(data["limit"]), str(data["per"]), str(data["key"]))
         if policy.limit < 1:
             raise ValueError(f"rate limit {name!r}: limit must be at least 1, not {policy.limit}")
         if policy.per not in PERIOD_SECONDS:
@@ -139,7 +139,8 @@ class Policy:
             )
         if policy.key not in KEY_KINDS:
             raise ValueError(
-                f"rate limit {name!r}: key must be one of {', '.join(KEY_KINDS)}, not {policy.key!r}"
+                f"rate limit {name!r}: key must be one of {', '.join(KEY_KINDS)}, "
+                f"not {policy.key!r}"
             )
         return policy
 
@@ -166,9 +167,10 @@ class Decision:
     def headers(self) -> dict[str, str]:
         """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers), and Retry-After
         when the request was refused."""
+        name = _sf_string(self.policy.name)
         headers = {
             "RateLimit-Policy": self.policy.header,
-            "RateLimit": f"{_sf_string(self.policy.name)};r={self.remaining};t={self.reset_seconds}",
+            "RateLimit": f"{name};r={self.remaining};t={self.reset_seconds}",
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
@@ -530,8 +532,8 @@ def enforce(policy_name: str | None) -> None:
         who = {"client": "client", "ip": "address", "client_ip": "client and address"}[policy.key]
         raise Problem(
             429,
-            f"rate limit {policy.name!r} allows {policy.limit} requests per {policy.per} per {who}: "
-            f"retry in {decision.retry_after} second(s)",
+            f"rate limit {policy.name!r} allows {policy.limit} requests per {policy.per} "
+            f"per {who}: retry in {decision.retry_after} second(s)",
             headers=decision.headers(),
         )
 

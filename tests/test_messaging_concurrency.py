@@ -124,3 +124,25 @@ def assert_each_handled_once_after_crash(service: MessagingService, count: int) 
     for row in reclaimed:
         assert row["retry_count"] == 1
         assert "lease expired" in row["attempt_log"][-1]["error"]
+
+
+def test_sigterm_stops_a_forever_worker_after_the_batch_in_hand(
+    service: MessagingService, tmp_path: Path
+):
+    service.enqueue(400)
+    calls = tmp_path / "calls.log"
+    env = {"TEST_HANDLER_SLEEP": "0.01", "TEST_HANDLER_LOG": str(calls)}
+    worker = service.worker("--forever", "--poll-seconds", "0.1", "--batch-size", "50", env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if calls.exists() and len(calls.read_text().splitlines()) >= 75:
+            break  # inside the second batch
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGTERM)
+    _out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err[-3000:]
+    # The batch in hand was finished and committed, not abandoned to its lease.
+    assert service.value("SELECT COUNT(*) FROM message_queue WHERE status = 'IN_PROGRESS'") == 0
+    done = service.value("SELECT COUNT(*) FROM message_queue WHERE status = 'DONE'")
+    assert done % 50 == 0 and 100 <= done < 400
+    assert service.value("SELECT COUNT(*) FROM handled") == done

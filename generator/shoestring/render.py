@@ -25,6 +25,8 @@ from typing import Any
 import jinja2
 
 from . import __version__
+from .asyncapi import asyncapi_document
+from .converters import conversions, converter_stub, converters_module
 from .literal import WIDTH, Code, layout
 from .openapi import openapi_document
 from .spec import example_for
@@ -106,6 +108,10 @@ class _Files:
             f"{self.generated_dir}/openapi.json": self._json(
                 openapi_document(spec, version=f"spec-{self.digest[:12]}")
             ),
+            f"{self.generated_dir}/asyncapi.json": self._json(
+                asyncapi_document(spec, version=f"spec-{self.digest[:12]}")
+            ),
+            f"{self.generated_dir}/converters.py": converters_module(spec, self._python_header()),
         }
         for endpoint in spec.get("endpoints", []):
             name = endpoint["name"]
@@ -184,6 +190,8 @@ class _Files:
             files[self.handler(endpoint["name"])] = self._endpoint_stub(endpoint)
         for subscription in self.spec.get("subscriptions", []):
             files[self.handler(subscription["handler"])] = self._subscription_stub(subscription)
+        for conversion in conversions(self.spec):  # publish_also: see converters.py
+            files[self.handler(conversion.module)] = converter_stub(self.spec, conversion)
         return dict(sorted(files.items()))
 
     def _endpoint_stub(self, endpoint: Mapping[str, Any]) -> bytes:

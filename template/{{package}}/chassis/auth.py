@@ -63,7 +63,6 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_JWKS_KEYS = 100
 MIN_RSA_BITS = 2048
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat")
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/.well-known/jwks.json", "/openapi.json"})
 JWKS_PATH = "/.well-known/jwks.json"
 EXTENSION = "auth"
 
@@ -441,6 +440,8 @@ class KeySource(Protocol):
 def pinned_algorithm(jwk: Mapping[str, Any]) -> str:
     """The one algorithm a JWK verifies, from its key type; a ValueError when it verifies none."""
     kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+    if not all(value is None or isinstance(value, str) for value in (kty, crv, alg)):
+        raise UnusableKey("kty, crv and alg must be strings")
     if kty == "OKP" and crv == "Ed25519":
         allowed = {"EdDSA"}
         default = "EdDSA"
@@ -475,15 +476,15 @@ def verification_key(jwk: Any) -> VerificationKey:
     alg = pinned_algorithm(jwk)
     try:
         key = jwt.PyJWK(jwk, algorithm=alg)
-    except jwt.PyJWTError as exc:
-        raise UnusableKey(f"the JWK is invalid ({exc})") from exc
+        kid = jwk["kid"] if "kid" in jwk else thumbprint(jwk)
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        # A peer's JWKS is outside this service's control: a malformed key is skipped, it must
+        # never turn a token check into a 500.
+        raise UnusableKey(f"the JWK is invalid ({exc!r})") from exc
     if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < MIN_RSA_BITS:
         raise UnusableKey(
             f"the RSA key has {key.key.key_size} bits; at least {MIN_RSA_BITS} are needed"
         )
-    kid = jwk.get("kid")
-    if kid is None:
-        kid = thumbprint(jwk)
     if not isinstance(kid, str) or not kid:
         raise UnusableKey("the JWK's kid must be a non-empty string")
     return VerificationKey(kid=kid, alg=alg, jwk=key)

@@ -238,7 +238,7 @@ def _select_candidates(
         # The range of the (status, [destination,] available_at) index holds only claimable rows:
         # finished rows are never read.
         sql = (
-            f"SELECT id, lease_owner FROM {table.name} WHERE {where} "
+            f"SELECT id FROM {table.name} WHERE {where} "
             f"ORDER BY available_at LIMIT %s {dialect.for_update_skip_locked}"
         )
         return conn.fetchall(sql, (*params, limit))
@@ -247,7 +247,7 @@ def _select_candidates(
     # oldest rows are taken in order; elsewhere a random sample of a wider window spreads
     # concurrent claimers over different rows.
     spread = 1 if dialect.serializes_writers else CANDIDATE_SPREAD
-    sql = f"SELECT id, lease_owner FROM {table.name} WHERE {where} ORDER BY available_at LIMIT %s"
+    sql = f"SELECT id FROM {table.name} WHERE {where} ORDER BY available_at LIMIT %s"
     rows = conn.fetchall(sql, (*params, limit * spread))
     if len(rows) > limit:
         rows = sorted(random.sample(rows, limit), key=lambda row: row["id"])

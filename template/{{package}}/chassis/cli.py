@@ -177,8 +177,11 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
     # SIGTERM (systemd, kill) and Ctrl+C: finish the batch in hand, then exit.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
-    stats = runner.run(max_seconds=None if forever else max_seconds, forever=forever, once=once,
-                       poll_seconds=poll_seconds)
+    try:
+        stats = runner.run(max_seconds=None if forever else max_seconds, forever=forever,
+                           once=once, poll_seconds=poll_seconds)
+    except DatabaseError as exc:  # unreachable database: say so in one line, exit 1
+        raise click.ClickException(str(exc)) from None
     click.echo(" ".join(f"{key}={value}" for key, value in stats.as_dict().items()), err=True)
 
 

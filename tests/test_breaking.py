@@ -73,7 +73,8 @@ PAID = "message: invoice.paid"
 
 CASES = [
     Case("MESSAGE_REMOVED",
-         [(("  order.cancelled:\n    to: [billing]\n    versions:\n      1:\n        deprecated: true\n"
+         [(("  order.cancelled:\n    to: [billing]\n    versions:\n      1:\n"
+           "        deprecated: true\n"
            "        fields: {order_id: uuid}\n      2:\n        fields: {order_id: uuid, reason: "
            "str}\n"), "")],
          Anchor("messages:"), Anchor("order.cancelled"), words=["order.cancelled", "1, 2"]),
@@ -89,9 +90,11 @@ CASES = [
          Anchor("{sku: str}"), Anchor("quantity"), words=["'lines[].quantity'"]),
     Case("FIELD_TYPE_CHANGED", [("amount_cents: int", "amount_cents: str")],
          Anchor("amount_cents"), Anchor("amount_cents"), words=["integer", "string"]),
-    Case("FIELD_TYPE_CHANGED", [("order_id: uuid\n          amount", "order_id: str\n          amount")],
+    Case("FIELD_TYPE_CHANGED",
+         [("order_id: uuid\n          amount", "order_id: str\n          amount")],
          Anchor("order_id"), Anchor("order_id"), words=["string (uuid)"]),
-    Case("FIELD_MADE_OPTIONAL", [("order_id: uuid\n          amount", "order_id: uuid?\n          amount")],
+    Case("FIELD_MADE_OPTIONAL",
+         [("order_id: uuid\n          amount", "order_id: uuid?\n          amount")],
          Anchor("order_id"), Anchor("order_id")),
     Case("FIELD_MADE_REQUIRED", [("note: str?", "note: str")], Anchor("note"), Anchor("note")),
     Case("REQUIRED_FIELD_ADDED",

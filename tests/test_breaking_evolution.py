@@ -39,7 +39,8 @@ from ..chassis.context import Context
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
     order_id = _new_order_id()
-    ctx.publish("order.created", 1, {"order_id": order_id, "amount_cents": data["amount_cents"]})
+    data = {"order_id": order_id, "amount_cents": data["amount_cents"]}
+    ctx.publish("order.created", 1, data)
     return {"order_id": order_id}
 
 
@@ -47,7 +48,7 @@ def _new_order_id() -> str:
     return str(uuid.uuid4())
 '''
 
-CREATE_ORDER_V2 = '''"""Places an order and announces it (order.created v2; v1 follows by publish_also)."""
+CREATE_ORDER_V2 = '''"""Places an order, announced as order.created v2 (publish_also adds v1)."""
 
 import uuid
 from typing import Any
@@ -96,8 +97,8 @@ ORDER_STATS = (
     ");\n"
 )
 
-RELEASE_2_TEST = '''"""Release 2: one publish of order.created v2 also publishes v1, and both subscriptions
-(v1 and v2) handle the order."""
+RELEASE_2_TEST = '''"""Release 2: one publish of order.created v2 also publishes v1, and both
+subscriptions (v1 and v2) handle the order."""
 
 import json
 import logging

@@ -73,13 +73,15 @@ def test_four_workers_started_together_handle_ten_thousand_messages_exactly_once
     assert service.value("SELECT COUNT(*) FROM message_queue WHERE retry_count > 0") == 0
 
 
+@pytest.mark.parametrize("claim_method", ["skip_locked", "compare_and_set"])
 def test_killed_worker_messages_are_handled_once_after_the_lease_expires(
-    service: MessagingService, tmp_path: Path
+    service: MessagingService, tmp_path: Path, claim_method: str
 ):
     count = 300
     service.enqueue(count)
     calls = tmp_path / "calls.log"
     lease = 3.0
+    service.env["CLAIM_METHOD"] = claim_method  # for every worker started below
     env = {"TEST_HANDLER_SLEEP": "0.01", "TEST_HANDLER_LOG": str(calls)}
     victim = service.worker("--max-seconds", "120", "--batch-size", "50",
                             "--lease-seconds", str(lease), env=env)

@@ -541,3 +541,36 @@ def test_expired_key_is_reusable_and_a_crashed_requests_key_returns_after_its_le
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
     assert service.count_entries(crashed_account) == 1
     assert post_entry(service, body, crashed_key).content == retried.content
+
+
+# -- counters in Redis ----------------------------------------------------------------------------
+
+
+def test_counters_move_to_redis_with_rate_limit_storage(service):
+    pytest.importorskip("limits")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("no Redis server answers at 127.0.0.1:6379 (start one: redis-server --daemonize yes)")
+    # A server of its own that counts in Redis, beside the four that count in the database.
+    service.start_server(RATE_LIMIT_STORAGE="redis://127.0.0.1:6379/15")
+    redis_server = len(service.ports) - 1
+    headers = client_headers(service, a_new_address())
+    statuses = [
+        requests.get(service.url("/v1/ping", redis_server), headers=headers, timeout=10).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [200] * 10 + [429]
+    # The database's counters did not see those requests: the same client has its full quota on
+    # a server that counts in the database.
+    other = requests.get(service.url("/v1/ping", 0), headers=headers, timeout=10)
+    assert other.status_code == 200 and other.headers["RateLimit"].startswith('"reads";r=9;')
+    # Idempotent requests count in Redis too, and still claim their key in the database.
+    account, key = f"acct-{uuid.uuid4().hex}", str(uuid.uuid4())
+    body = {"account": account, "amount_cents": 5}
+    first = post_entry(service, body, key, server=redis_server)
+    again = post_entry(service, body, key, server=redis_server)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.headers["RateLimit-Policy"] == '"writes";q=1000;w=60'
+    assert service.count_entries(account) == 1

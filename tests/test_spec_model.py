@@ -46,7 +46,7 @@ def test_payments_example_model_is_exactly_the_contract() -> None:
         "rate_limits": {},
         "retry_policies": {"patient": {"max_attempts": 20, "base_seconds": 5,
                                        "max_seconds": 7200}},
-        "peers": {"orders": {"url_env": "ORDERS_URL", "scopes": [], "calls": []}},
+        "peers": {"orders": {"url_env": "ORDERS_URL", "scopes": [], "calls": {}}},
         "settings": ["ORDERS_URL"],
     }
     # A subscriber reads the fields it names and ignores the rest (the tolerant reader).

@@ -252,7 +252,7 @@ class _Where:
     fix: str  # how to make this kind of change without breaking anyone
 
 
-def _split_null(schema: Any) -> tuple[dict[str, Any], bool]:
+def split_null(schema: Any) -> tuple[dict[str, Any], bool]:
     """A field's schema without its null option, and whether null (optional) was allowed."""
     if not isinstance(schema, dict):
         return {}, False
@@ -272,7 +272,8 @@ def _split_null(schema: Any) -> tuple[dict[str, Any], bool]:
     return schema, False
 
 
-def _types(schema: Mapping[str, Any]) -> set[str]:
+def json_types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a schema names; "number" brings "integer" along (every integer is one)."""
     kind = schema.get("type")
     if isinstance(kind, str):
         found = {kind}
@@ -285,9 +286,9 @@ def _types(schema: Mapping[str, Any]) -> set[str]:
     return found
 
 
-def _accepts_type(wide: Mapping[str, Any], narrow: Mapping[str, Any]) -> bool:
+def accepts_type(wide: Mapping[str, Any], narrow: Mapping[str, Any]) -> bool:
     """True when every value of `narrow`'s type and format is of `wide`'s type and format."""
-    wide_types, narrow_types = _types(wide), _types(narrow)
+    wide_types, narrow_types = json_types(wide), json_types(narrow)
     if wide_types and not (narrow_types and narrow_types <= wide_types):
         return False
     return wide.get("format") in (None, narrow.get("format"))
@@ -305,7 +306,7 @@ def _opaque(schema: Mapping[str, Any]) -> str:
     return json.dumps(rest, sort_keys=True)
 
 
-def _narrowed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
+def narrowed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(keyword, how) for each constraint of `new` that accepts less than `old`'s."""
     found: list[tuple[str, str]] = []
     for keyword in _UPPER:
@@ -559,8 +560,8 @@ class _Comparison:
                 self.field_finding("removed", where, path,
                                    f"{where.label} no longer has field '{shown}'", removed=True)
                 continue
-            old_core, old_null = _split_null(old_schema)
-            new_core, new_null = _split_null(new_props[name])
+            old_core, old_null = split_null(old_schema)
+            new_core, new_null = split_null(new_props[name])
             was_optional = old_null or name not in old_required
             is_optional = new_null or name not in new_required
             if is_optional and not was_optional:
@@ -576,7 +577,7 @@ class _Comparison:
         for name, new_schema in new_props.items():
             if name in old_props:
                 continue
-            _, nullable = _split_null(new_schema)
+            _, nullable = split_null(new_schema)
             if name in new_required and not nullable:
                 shown = _show([*steps, name])
                 self.field_finding("added_required", where, [*steps, name],
@@ -586,8 +587,8 @@ class _Comparison:
     def value(self, where: _Where, old: Any, new: Any, steps: list[str],
               old_steps: list[str]) -> None:
         """Compare the schemas of one field (null already split off)."""
-        old, _ = _split_null(old)
-        new, _ = _split_null(new)
+        old, _ = split_null(old)
+        new, _ = split_null(new)
         shown = _show(steps)
         label = f"{where.label} field '{shown}'"
         if _opaque(old) != _opaque(new):
@@ -595,17 +596,17 @@ class _Comparison:
                                f"{label} changed its schema in a way that cannot be proven "
                                "compatible", old_steps=old_steps)
             return
-        if _types(old) != _types(new) or old.get("format") != new.get("format"):
+        if json_types(old) != json_types(new) or old.get("format") != new.get("format"):
             if where.kind == REQUEST or where.kind == SUBSCRIPTION:
-                breaks = not _accepts_type(new, old)  # the reader must accept the old values
+                breaks = not accepts_type(new, old)  # the reader must accept the old values
             elif where.kind == RESPONSE:
-                breaks = not _accepts_type(old, new)  # readers expect the old values
+                breaks = not accepts_type(old, new)  # readers expect the old values
             else:
                 breaks = True  # a message version is read and stored both
             if breaks:
                 self.field_finding("type_changed", where, steps,
-                                   f"{label} changed type from {_type_text(old)} to "
-                                   f"{_type_text(new)}", old_steps=old_steps)
+                                   f"{label} changed type from {type_text(old)} to "
+                                   f"{type_text(new)}", old_steps=old_steps)
                 return
         old_enum = [v for v in old.get("enum", []) if v is not None] if "enum" in old else None
         new_enum = [v for v in new.get("enum", []) if v is not None] if "enum" in new else None
@@ -628,11 +629,11 @@ class _Comparison:
                                f"{label} is no longer limited to the values "
                                f"{', '.join(map(str, old_enum))}",
                                fix="clients that check the value need updating first")
-        for keyword, how in _narrowed(old, new):
+        for keyword, how in narrowed(old, new):
             if keyword == "additionalProperties" and "properties" in new:
                 continue  # an object's fields are compared one by one below
             self.field_finding("narrowed", where, steps, f"{label}: {how}", keyword=keyword)
-        if "object" in _types(new) and ("properties" in old or "properties" in new):
+        if "object" in json_types(new) and ("properties" in old or "properties" in new):
             self.schema(where, old, new, steps)
         if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
             self.value(where, old["items"], new["items"], [*steps, ITEMS], [*old_steps, ITEMS])
@@ -662,13 +663,13 @@ def _show(steps: list[str]) -> str:
     return ".".join(steps).replace(f".{ITEMS}", ITEMS)
 
 
-def _type_text(schema: Mapping[str, Any]) -> str:
+def type_text(schema: Mapping[str, Any]) -> str:
     kind = schema.get("type")
     text = "/".join(kind) if isinstance(kind, list) else str(kind or "any")
     if schema.get("format"):
         text += f" ({schema['format']})"
     if kind == "array" and isinstance(schema.get("items"), dict):
-        text = f"list of {_type_text(schema['items'])}"
+        text = f"list of {type_text(schema['items'])}"
     return text
 
 

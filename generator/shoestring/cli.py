@@ -25,10 +25,12 @@ from .breaking import (
     since_accepted,
 )
 from .generate import GenerateError, Plan, apply_plan, plan_generation
+from .graph import mermaid, svg
 from .manifest import MANIFEST_PATH, ManifestError, load_manifest
 from .new import DATABASES, NewServiceError, create_service
 from .render import SPEC_FILE
 from .spec import LoadResult, load_spec, schema_text
+from .system import System, check_system, load_system
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
 EXIT_VALID = 0
@@ -325,3 +327,85 @@ def breaking(
             else "no breaking changes"
         click.echo(f"{spec}: {summary} against {old_name} (rules: {policy.use})", err=True)
     sys.exit(1 if findings else 0)
+
+
+@main.command()
+@click.argument("system_file", metavar="SYSTEM", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one `file:line:col: message — hint` per finding; json: a list of objects.",
+)
+def check(system_file: Path, output_format: str) -> None:
+    """Check that the services listed in SYSTEM (a system.yaml) fit together.
+
+    Every subscription has a publisher of its message and version that sends it, with the
+    fields it requires; every `to:` target subscribes; called endpoints exist and the scopes
+    granted cover them; no two services share a route. Warnings: messages nobody reads,
+    deprecated versions still read. Exit 0 fits (warnings allowed), 1 errors, 2 unreadable.
+    """
+    system = _load_system_or_exit(system_file, output_format)
+    problems = check_system(system)
+    found = [*system.problems, *problems]
+    if output_format == "json":
+        click.echo(json.dumps([problem.to_dict() for problem in found], indent=2))
+    else:
+        for problem in found:
+            click.echo(problem.format())
+        errors = sum(problem.is_error for problem in found)
+        warnings = len(found) - errors
+        verdict = "the services fit together" if not errors else "the services do not fit"
+        click.echo(
+            f"{system_file}: {len(system.services)} services, {errors} error"
+            f"{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}: "
+            f"{verdict}",
+            err=True,
+        )
+    sys.exit(EXIT_INVALID if any(problem.is_error for problem in found) else EXIT_VALID)
+
+
+@main.command()
+@click.argument("system_file", metavar="SYSTEM", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["mermaid", "svg"]),
+    help="mermaid: a flowchart as text; svg: a picture [default: svg for an -o ending in .svg, "
+    "else mermaid].",
+)
+def graph(system_file: Path, out: Path | None, output_format: str | None) -> None:
+    """Draw the services of SYSTEM and the messages and calls between them."""
+    system = _load_system_or_exit(system_file, "text")
+    if output_format is None:
+        output_format = "svg" if out is not None and out.suffix.lower() == ".svg" else "mermaid"
+    text = svg(system) if output_format == "svg" else mermaid(system)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out} ({output_format})", err=True)
+
+
+def _load_system_or_exit(system_file: Path, output_format: str) -> System:
+    """The system of `system_file`; when it or a spec it lists cannot be used, print why and
+    exit (2 unreadable, 1 invalid)."""
+    system = load_system(system_file)
+    if system.ok:
+        return system
+    if output_format == "json":
+        click.echo(json.dumps([problem.to_dict() for problem in system.problems], indent=2))
+    else:
+        for problem in system.problems:
+            click.echo(problem.format(), err=True)
+        click.echo(f"{system_file}: fix these problems first", err=True)
+    sys.exit(EXIT_UNREADABLE if system.unreadable else EXIT_INVALID)

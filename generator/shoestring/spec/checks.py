@@ -29,6 +29,7 @@ VERSION_KEY = re.compile(r"^[1-9][0-9]*$")
 PATH = re.compile(r"^/v[1-9][0-9]*(/([A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\}))*$")
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 QUERY_METHODS = {"GET", "DELETE"}
+INBOX_PATH = "/v1/inbox"  # the chassis's inbox (chassis/inbox.py): POST there is taken
 SCALAR_TYPES = {"string", "integer", "number", "boolean", "null"}
 
 # Top-level modules a service imports or sits beside: a package of the same name would shadow
@@ -134,6 +135,20 @@ class Checker:
             where = describe(self.root, ["endpoints", index])[0]
             for part in ("request", "response"):
                 found.append((("endpoints", index, part), f"{where} {part}"))
+        for peer, name, _call in self.peer_calls():
+            where = describe(self.root, ["peers", peer, "calls", name])[0]
+            for part in ("request", "response"):
+                found.append((("peers", peer, "calls", name, part), f"{where} {part}"))
+        return found
+
+    def peer_calls(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(peer, call name, call) of every well-shaped call under `peers: <peer>: calls:`."""
+        found = []
+        for peer, entry in self.section("peers").items():
+            calls = entry.get("calls") if isinstance(entry, dict) else None
+            for name, call in (calls.items() if isinstance(calls, dict) else []):
+                if isinstance(call, dict):
+                    found.append((peer, name, call))
         return found
 
     def compile_fields(self) -> None:
@@ -288,10 +303,12 @@ class Checker:
                     continue  # the schema reports it
                 where = ["messages", message, "versions", text, "publish_also", index]
                 if target == int(text):
+                    others = [version for version in known if version != target]
                     self.add(where, f"message '{message}' version {text} lists itself under "
-                             "publish_also", f"list the older versions to publish beside "
-                             f"version {text}, e.g. [{known[0]}]" if known[0] != int(text)
-                             else "remove it", "wrong-value")
+                             "publish_also",
+                             f"list the other versions to publish beside version {text}, e.g. "
+                             f"[{others[0]}]" if others else "remove it: a version is always "
+                             "published itself", "wrong-value")
                 elif target not in known:
                     self.add(where, f"message '{message}' version {text} also publishes version "
                              f"{target}, which the message does not have",
@@ -343,6 +360,10 @@ class Checker:
                          self.reference_hint(limit, limits, f"add it under rate_limits: {{{limit}: "
                                          "{limit: 60, per: minute, key: client}}"),
                          "undefined-reference")
+            if method == "POST" and path == INBOX_PATH:
+                self.add(["endpoints", index, "path"],
+                         f"{where} uses POST {INBOX_PATH}, where the chassis receives the "
+                         "messages peers deliver", "choose another path", "route-collision")
             if isinstance(path, str) and PATH.match(path):
                 self.check_path(index, where, path)
                 if isinstance(method, str):
@@ -432,7 +453,39 @@ class Checker:
                          f"give each peer its own setting, e.g. {_env_name(name)}", "duplicate")
             else:
                 used_envs[env] = name
+        self.check_peer_calls()
         self.warn_unused()
+
+    def check_peer_calls(self) -> None:
+        """A call's path parameters are required scalar request fields; GET and DELETE send the
+        other fields in the query string, so they must be scalars too (as for endpoints)."""
+        for peer, name, call in self.peer_calls():
+            where = describe(self.root, ["peers", peer, "calls", name])[0]
+            at = ["peers", peer, "calls", name]
+            request = self.compiled.get((*at, "request"))
+            path, method = call.get("path"), call.get("method")
+            if request is None or not isinstance(path, str) or not PATH.match(path):
+                continue  # reported already (fields or path shape)
+            params = path_params(path)
+            for param in params:
+                schema = request["properties"].get(param)
+                if schema is None:
+                    self.add([*at, "path"], f"{where} path parameter '{param}' is not a request "
+                             "field", f"add `{param}: str` (or int, uuid, ...) under request:",
+                             "undefined-reference")
+                elif param not in request["required"] or not is_scalar(schema):
+                    self.add([*at, "request", param], f"{where} path parameter '{param}' must be "
+                             "a required text, number or boolean field",
+                             "declare it as str, int, uuid, enum[...], ... without '?'",
+                             "wrong-type", at_key=True)
+            if method in QUERY_METHODS:
+                for field, schema in request["properties"].items():
+                    if field not in params and not is_scalar(schema):
+                        self.add([*at, "request", field],
+                                 f"{where} is a {method}, so request field '{field}' goes in the "
+                                 "query string, where only text, numbers and booleans fit",
+                                 "flatten it into scalar fields", "query-not-scalar",
+                                 at_key=True)
 
     def warn_unused(self) -> None:
         endpoints = [entry for _, entry in self.entries("endpoints")]
@@ -440,13 +493,14 @@ class Checker:
         used_limits = _names(entry.get("rate_limit") for entry in endpoints)
         used_retries = _names(entry.get("retry") for entry in subscriptions)
         used_peers = _names(entry.get("from") for entry in subscriptions)
+        used_peers.update(peer for peer, _name, _call in self.peer_calls())
         for message in self.section("messages").values():
             targets = message.get("to") if isinstance(message, dict) else None
             if isinstance(targets, list):
                 used_peers.update(peer for peer in targets if isinstance(peer, str))
         for section, used, what in (("rate_limits", used_limits, "endpoint"),
                                     ("retry_policies", used_retries, "subscription"),
-                                    ("peers", used_peers, "subscription or message")):
+                                    ("peers", used_peers, "subscription, message or call")):
             for name in self.section(section):
                 if name not in used and name not in self.suggested:
                     self.add([section, name], f"'{name}' under {section}: is not used by any "

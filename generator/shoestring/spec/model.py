@@ -51,7 +51,10 @@ def build_model(data: dict[str, Any], compiled: dict[tuple, dict[str, Any]]) -> 
             name: {
                 "url_env": peer["url_env"],
                 "scopes": list(peer.get("scopes", [])),
-                "calls": list(peer.get("calls", [])),
+                "calls": {
+                    call: _call(name, call, entry, peer, compiled)
+                    for call, entry in (peer.get("calls") or {}).items()
+                },
             }
             for name, peer in peers.items()
         },
@@ -113,6 +116,23 @@ def _open_object(schema: Any) -> None:
             _open_object(child)
     elif kind == "array" or (isinstance(kind, list) and "array" in kind):
         _open_object(schema.get("items"))
+
+
+def _call(peer_name: str, name: str, entry: dict[str, Any], peer: dict[str, Any],
+          compiled: dict[tuple, Any]) -> dict[str, Any]:
+    """A call this service makes to a peer's endpoint (`peers: <peer>: calls: <name>`). The
+    response is read tolerantly: fields the peer adds later do not break the caller."""
+    at = ("peers", peer_name, "calls", name)
+    return {
+        "method": entry["method"],
+        "path": entry["path"],
+        "description": entry.get("description", ""),
+        "scopes": list(entry.get("scopes", peer.get("scopes", []))),
+        "timeout_seconds": entry.get("timeout_seconds"),
+        "path_params": path_params(entry["path"]),
+        "request": copy.deepcopy(compiled[(*at, "request")]),
+        "response": tolerant(compiled[(*at, "response")]),
+    }
 
 
 def _endpoint(index: int, entry: dict[str, Any], compiled: dict[tuple, Any]) -> dict[str, Any]:

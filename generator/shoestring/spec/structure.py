@@ -78,6 +78,8 @@ def is_fields_path(path: list[str | int] | tuple) -> bool:
          and steps[4] == "fields")
         or (len(steps) >= 3 and steps[0] == "subscriptions" and steps[2] == "fields")
         or (len(steps) >= 3 and steps[0] == "endpoints" and steps[2] in ("request", "response"))
+        or (len(steps) >= 5 and steps[0] == "peers" and steps[2] == "calls"
+            and steps[4] in ("request", "response"))
     )
 
 
@@ -106,6 +108,8 @@ def describe(root: Node, path: list[str | int] | tuple) -> tuple[str, list[str |
         name = f"{_SECTIONS[head]} '{steps[1]}'"
         if head == "messages" and len(steps) >= 4 and steps[2] == "versions":
             return f"{name} version {steps[3]}", steps[4:]
+        if head == "peers" and len(steps) >= 4 and steps[2] == "calls":
+            return f"call '{steps[3]}' to {name}", steps[4:]
         return name, steps[2:]
     if head in ("endpoints", "subscriptions") and len(steps) >= 2 and isinstance(steps[1], int):
         entries = data.get(head) if isinstance(data, dict) else None

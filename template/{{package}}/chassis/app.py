@@ -19,10 +19,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, idempotency, ratelimit
+from . import auth, idempotency, inbox, ratelimit, relay
 from .context import Runtime, runtime
 from .db import Database, DatabaseError
-from .health import register_health
+from .health import add_check, register_health
 from .logs import bind_ids, configure_logging, incoming_ids, unbind_ids
 from .migrate import pending
 from .problems import PROBLEM_JSON, Problem, problem_response
@@ -59,6 +59,10 @@ def create_app(
     # Bearer tokens for every endpoint; serves this service's keys at /.well-known/jwks.json.
     auth.install(app, settings, service_name=service["service"]["name"])
     register_health(app)
+    # /readyz warns while a peer's circuit breaker is open (what goes there waits).
+    add_check(app, "breakers:open", relay.check_breakers)
+    # POST /v1/inbox: where peers deliver the messages this service subscribes to.
+    inbox.install(app)
     register_endpoints(app, endpoints(service), handlers)
     for document in ("openapi.json", "asyncapi.json"):  # what it serves; what it publishes
         if (GENERATED_DIR / document).is_file():

@@ -198,10 +198,14 @@ class AuthConfig:
         issuer = settings["SERVICE_ISSUER"] or service_name
         trusted = settings["TRUSTED_ISSUERS"]
         if any(entry.issuer == issuer for entry in trusted):
-            raise TrustedIssuersError(
-                f"TRUSTED_ISSUERS lists {issuer!r}, this service's own issuer (SERVICE_ISSUER): "
-                "remove it, this service always trusts its own keys"
+            # Imported here: settings imports this module (AUTH_SETTINGS).
+            from .settings import SettingsError
+
+            problem = (
+                f"TRUSTED_ISSUERS lists {issuer!r}, this service's own issuer "
+                "(SERVICE_ISSUER): remove it, this service always trusts its own keys"
             )
+            raise SettingsError([problem])
         return cls(
             issuer=issuer,
             audience=settings["SERVICE_AUDIENCE"] or service_name,

@@ -6,6 +6,7 @@
     routes    list the HTTP endpoints
     worker    handle queued messages and relay the outbox (cron: --max-seconds 55; VPS: --forever)
     dead-letters   list, show, requeue or purge messages that failed for good
+    breakers  list the peers' circuit breakers, or close one by hand
     keys      generate, rotate, list or retire this service's signing keys
     token     print a token signed by this service (for scripts and tests)
 
@@ -148,7 +149,7 @@ def routes() -> None:
               help="Stop claiming in time to exit before this budget (for cron every minute).")
 @click.option("--forever", is_flag=True, help="Poll until SIGTERM/Ctrl+C (for a VPS service).")
 @click.option("--once", is_flag=True, help="Process one batch and exit (tests, debugging).")
-@click.option("--batch-size", type=int, default=100, show_default=True,
+@click.option("--batch-size", type=int, default=200, show_default=True,
               help="Messages claimed and handled per transaction.")
 @click.option("--lease-seconds", type=float, default=120.0, show_default=True,
               help="How long a claim lasts; a killed worker's messages come back after it.")
@@ -161,6 +162,7 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
 
     from .events import catalog
     from .logs import configure_logging
+    from .relay import transports
     from .worker import Worker, load_subscribers
 
     settings, db = load_or_exit()
@@ -168,11 +170,13 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
     try:
         runner = Worker(
             db, subscribers=load_subscribers(), catalog=catalog(), settings=settings, log=log,
+            # The outbox goes to each peer's inbox over HTTP (relay.py), behind its breaker.
+            transports=transports(settings, catalog()),
             batch_size=batch_size, lease_seconds=lease_seconds,
             method=settings.get("CLAIM_METHOD", "auto"),
             retention_days=settings.get("MESSAGE_RETENTION_DAYS"),
         )
-    except (GeneratedCodeMissing, ValueError, DatabaseError) as exc:
+    except (GeneratedCodeMissing, ValueError, LookupError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
     # SIGTERM (systemd, kill) and Ctrl+C: finish the batch in hand, then exit.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -278,6 +282,29 @@ def dead_letters_purge(ids: tuple[int, ...], everything: bool, table: str | None
     _settings, db = load_or_exit()
     count = purge(db, _tables(table, ids), _selection(ids, message_type, older_than, everything))
     click.echo(f"purged {count} message(s)")
+
+
+@main.command()
+@click.option("--reset", "reset_name", metavar="PEER",
+              help="Close this peer's breaker by hand (you know it is back).")
+def breakers(reset_name: str | None) -> None:
+    """List the peers' circuit breakers (breaker.py), or close one."""
+    from .breaker import BreakerStore
+
+    settings, _db = load_or_exit()
+    store = BreakerStore(settings.database_url, settings.root)
+    if reset_name:
+        if not store.reset(reset_name):
+            raise click.ClickException(f"no breaker named {reset_name!r} (see `breakers`)")
+        click.echo(f"breaker {reset_name} closed")
+        return
+    found = store.states()
+    if not found:
+        click.echo("no breaker has ever opened or counted a failure")
+    for state in found:
+        until = f" until {state.open_until:%Y-%m-%d %H:%M:%S}Z" if state.state == "open" else ""
+        click.echo(f"{state.name}: {state.state}{until}, {state.failures} failure(s) in a row, "
+                   f"last error: {state.last_error or '-'}")
 
 
 # -- service identity: signing keys and tokens (auth.py, keys.py) -----------------------------

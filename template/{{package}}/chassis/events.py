@@ -99,6 +99,12 @@ class Catalog:
     subscriptions: list[dict[str, Any]]
     retry_policies: dict[str, Any]
     _validators: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    _by_key: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    _policies: dict[tuple[str, int], RetryPolicy] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Looked up for every message the worker handles.
+        self._by_key = {(s["message"], int(s["version"])): s for s in self.subscriptions}
 
     @classmethod
     def load(cls, model: dict[str, Any] | None = None) -> Catalog:
@@ -144,10 +150,7 @@ class Catalog:
 
     def subscription(self, type_: str, version: int) -> dict[str, Any] | None:
         """The spec's subscription to (type, version), or None."""
-        for subscription in self.subscriptions:
-            if subscription["message"] == type_ and int(subscription["version"]) == version:
-                return subscription
-        return None
+        return self._by_key.get((type_, version))
 
     def local_subscription(self, type_: str, version: int) -> bool:
         """True when this service subscribes to a message it publishes itself (`from:` itself):
@@ -158,10 +161,14 @@ class Catalog:
     def retry_policy(self, type_: str, version: int) -> RetryPolicy:
         """The retry policy of the subscription to (type, version); the spec's `default` policy,
         else the chassis default, for background jobs and the outbox."""
-        subscription = self.subscription(type_, version)
-        name = (subscription or {}).get("retry") or "default"
-        policy = self.retry_policies.get(name)
-        return RetryPolicy.from_spec(policy) if policy else DEFAULT_POLICY
+        policy = self._policies.get((type_, version))
+        if policy is None:
+            subscription = self.subscription(type_, version)
+            name = (subscription or {}).get("retry") or "default"
+            spec = self.retry_policies.get(name)
+            policy = RetryPolicy.from_spec(spec) if spec else DEFAULT_POLICY
+            self._policies[(type_, version)] = policy
+        return policy
 
     def default_policy(self) -> RetryPolicy:
         policy = self.retry_policies.get("default")

@@ -38,9 +38,18 @@ from .db import Connection, Database, retry_on_deadlock
 from .events import Catalog, MessageError, envelope, parse_event_type
 
 #: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
-#: None when the peer accepted it or the error text when it did not. Rows missing from the answer
-#: count as failed. Raising fails the whole batch with that error.
+#: None when the peer accepted it or the error text when it did not (a `Rejected` text when the
+#: peer refused it for good). Rows missing from the answer count as failed. Raising fails the
+#: whole batch with that error.
 Deliver = Callable[[list[Claimed]], Mapping[int, str | None]]
+
+
+class Rejected(str):
+    """A transport's answer for a row the peer refused for good (it will never accept the message
+    as it is, e.g. its inbox does not subscribe to it): the row becomes a dead letter at once,
+    with this text as its error, instead of being retried."""
+
+
 #: Converts the data of one version of a message to another (see `publish_also` in `publish`).
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -232,7 +241,7 @@ def relay_batch(
             result.delivered = complete(conn, delivered)
             result.retried = result.dead = 0
             for row, error in failed:
-                last = policy.gives_up_after(row.attempt)
+                last = policy.gives_up_after(row.attempt) or isinstance(error, Rejected)
                 if fail(conn, row, error, retry_in=None if last else policy.delay(row.attempt)):
                     if last:
                         result.dead += 1

@@ -410,7 +410,7 @@ class RateLimiter:
 
     def counts_in(self, db: Database) -> bool:
         """Whether the counters live in `db`, so a transaction of `db` may count a request."""
-        return isinstance(self.storage, DatabaseStorage) and self.storage.db is db
+        return isinstance(self.storage, DatabaseStorage) and self.storage.db.url == db.url
 
     def _log_outage(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 from .auth import AUTH_SETTINGS
 from .db import DatabaseError, DatabaseURL, redact
 from .idempotency import IDEMPOTENCY_SETTINGS
+from .peers import PEER_SETTINGS
 from .ratelimit import RATE_LIMIT_SETTINGS
 from .schemas import PACKAGE_DIR, SERVICE_ROOT, load_service
 
@@ -137,6 +138,8 @@ SETTINGS: list[Setting] = [
 SETTINGS += [Setting(name, default, parse, help) for name, default, parse, help in AUTH_SETTINGS]
 # Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
 SETTINGS += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
+# Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
+SETTINGS += [Setting(*entry) for entry in PEER_SETTINGS]
 
 
 def spec_setting(name: str) -> Setting:

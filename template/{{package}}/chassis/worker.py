@@ -45,12 +45,13 @@ from .events import Catalog, MessageError
 from .housekeeping import purge_done
 from .logs import bound_ids, new_trace_id, trace_id_from
 from .outbox import Deliver, Outgoing, pending, relay_batch
+from .relay import PeerTransport
 from .schemas import GENERATED_DIR, GeneratedCodeMissing
 from .settings import Settings
 
 Handler = Callable[[Context, Any], Any]
 
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 200
 DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_POLL_SECONDS = 1.0
 HOUSEKEEPING_EVERY_SECONDS = 300.0
@@ -175,6 +176,8 @@ class Worker:
         rows were claimed (0: nothing to do right now)."""
         claimed = self.process_queue_batch()
         for destination, deliver in self.transports.items():
+            if isinstance(deliver, PeerTransport) and not deliver.ready():
+                continue  # the peer's circuit breaker is open: its rows wait, spending no attempt
             result = relay_batch(
                 self.db, destination, deliver,
                 policy=self.catalog.default_policy(), batch_size=self.batch_size,

@@ -71,6 +71,8 @@ def test_four_workers_started_together_handle_ten_thousand_messages_exactly_once
     pids = service.query("SELECT worker_pid, COUNT(*) AS n FROM handled GROUP BY worker_pid")
     assert len(pids) == 4, (pids, outputs)
     assert service.value("SELECT COUNT(*) FROM message_queue WHERE retry_count > 0") == 0
+    # No row was ever leased to two workers: none had to give up a batch to another.
+    assert all("lost_leases=0" in output for output in outputs), outputs
 
 
 @pytest.mark.parametrize("claim_method", ["skip_locked", "compare_and_set"])

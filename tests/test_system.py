@@ -8,7 +8,6 @@ same shop done right; examples/system.yaml is the repository's example, kept con
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -47,7 +46,10 @@ EXPECTED = [
     ("target-not-subscribed", "orders.yaml", "shipping", "to: [payments, "),
     ("version-not-published", "orders.yaml", "1", "message: payment.captured\n    version: "),
     ("no-publisher", "orders.yaml", "refund.issued", ""),
-    ("missing-scope", "orders.yaml", "capture_payment", "calls: ["),
+    ("missing-scope", "orders.yaml", "capture_payment", "calls:"),
+    ("incompatible-call", "orders.yaml", "note", "capture_payment"),
+    ("incompatible-call", "orders.yaml", "receipt", "capture_payment"),
+    ("unknown-endpoint", "orders.yaml", "/v1/refunds", ""),
     ("incompatible-field", "payments.yaml", "amount_cents", ""),
     ("incompatible-field", "payments.yaml", "currency", ""),
     ("route-collision", "shipping.yaml", "/v1/orders/{id}", ""),
@@ -76,10 +78,12 @@ def test_a_dangling_subscription_a_version_mismatch_and_a_missing_scope_say_how_
     assert "`publish_also: [1]`" in version.hint
     scope = problems["missing-scope"]
     assert scope.message == (
-        "orders calls payments' 'capture_payment', which needs scope payments:write that "
-        "payments does not grant orders (granted: payments:read)")
+        "orders' call 'capture_payment' to payments (POST /v1/payments): payments' "
+        "'capture_payment' needs scope payments:write, which payments does not grant orders "
+        "(granted: payments:read)")
     assert scope.hint.startswith("add payments:write under `peers: payments: scopes:`")
-    assert "payments.yaml:21:5" in scope.hint  # where capture_payment asks for it
+    file, line, col = position(BROKEN / "payments.yaml", "scopes", "name: capture_payment")
+    assert f"needs it at {file}:{line}:{col})" in scope.hint
 
 
 def test_field_misfits_name_the_publishers_declaration() -> None:
@@ -102,7 +106,7 @@ def test_the_command_lists_every_finding_and_exits_1() -> None:
     file, line, col = position(BROKEN / "orders.yaml", "refund.issued")
     assert f"{file}:{line}:{col}: orders subscribes to refund.issued v1" in result.stdout
     assert [line for line in lines if ": warning: " in line] == lines[-2:]
-    assert "3 services, 7 errors, 2 warnings: the services do not fit" in result.stderr
+    assert "3 services, 10 errors, 2 warnings: the services do not fit" in result.stderr
 
 
 def test_the_command_speaks_json() -> None:
@@ -239,20 +243,58 @@ def test_references_to_services_outside_the_system_are_errors(tmp_path: Path) ->
           - {message: other.done, version: 1, from: ghost, retry: default}
         retry_policies: {default: {max_attempts: 3, base_seconds: 1, max_seconds: 9}}
         peers:
-          ghost: {url_env: GHOST_URL, calls: [haunt]}
+          ghost:
+            url_env: GHOST_URL
+            calls: {haunt: {method: GET, path: /v1/house}}
         """))
     codes = [p.code for p in check(tmp_path / "system.yaml") if p.is_error]
     assert codes == ["unknown-target", "no-publisher", "unknown-peer"]
 
 
-def test_a_call_to_an_endpoint_the_peer_does_not_serve_suggests_the_right_name(
-    tmp_path: Path,
+def test_calls_must_fit_the_endpoint_they_reach() -> None:
+    calls = {p.code + ":" + p.message.split(" (POST /v1/payments)")[-1]: p
+             for p in check(BROKEN / "system.yaml") if p.code in ("incompatible-call",)}
+    assert sorted(calls) == [
+        ("incompatible-call: reads a response that does not fit: it requires field 'receipt', "
+        "which is not answered"),
+        ("incompatible-call: sends a request that does not fit: field 'note' is not one the "
+        "peer accepts"),
+    ]
+    [unknown] = [p for p in check(BROKEN / "system.yaml") if p.code == "unknown-endpoint"]
+    assert unknown.message == ("orders' call 'refund_payment' to payments (POST /v1/refunds) "
+                               "goes to a route payments does not serve")
+    assert unknown.hint == "did you mean 'POST /v1/payments'?"
+
+
+@pytest.mark.parametrize("sent, accepted, expected", [
+    ("{order_id: uuid}", "{order_id: uuid}", []),
+    ("{order_id: uuid, amount: int}", "{order_id: uuid, amount: int?}", []),
+    ("{order_id: uuid}", "{order_id: uuid, amount: int}",
+     ["it requires field 'amount', which is not sent"]),
+    ("{order_id: str}", "{order_id: uuid}",
+     ["field 'order_id' is read as string (uuid) but sent as string"]),
+    ("{lines: [{sku: str, gift: bool}]}", "{lines: [{sku: str}]}",
+     ["field 'lines[].gift' is not one the peer accepts"]),
+])
+def test_a_call_sends_what_the_endpoint_accepts(
+    tmp_path: Path, sent: str, accepted: str, expected: list[str]
 ) -> None:
-    copy = tmp_path / "broken"
-    shutil.copytree(BROKEN, copy)
-    orders = copy / "orders.yaml"
-    orders.write_text(orders.read_text().replace("[capture_payment]", "[capture_paymnt]"))
-    [unknown] = [p for p in check(copy / "system.yaml") if p.code == "unknown-endpoint"]
-    assert unknown.message == ("orders calls payments' endpoint 'capture_paymnt', which "
-                               "payments does not serve")
-    assert unknown.hint == "did you mean 'capture_payment'?"
+    (tmp_path / "system.yaml").write_text("services: [a.yaml, b.yaml]\n")
+    (tmp_path / "a.yaml").write_text(textwrap.dedent(f"""\
+        shoestring: 1
+        service: {{name: a}}
+        peers:
+          b:
+            url_env: B_URL
+            calls:
+              do_it: {{method: POST, path: /v1/things, request: {sent}}}
+        """))
+    (tmp_path / "b.yaml").write_text(textwrap.dedent(f"""\
+        shoestring: 1
+        service: {{name: b}}
+        endpoints:
+          - {{name: make_thing, method: POST, path: /v1/things, request: {accepted}}}
+        """))
+    found = [p.message.split("does not fit: ", 1)[1] for p in check(tmp_path / "system.yaml")
+             if p.code == "incompatible-call"]
+    assert found == expected

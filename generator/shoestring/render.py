@@ -29,6 +29,7 @@ from .asyncapi import asyncapi_document
 from .converters import conversions, converter_stub, converters_module
 from .literal import WIDTH, Code, layout
 from .openapi import openapi_document
+from .peers import peers_module
 from .spec import example_for
 
 SPEC_FILE = "service.yaml"
@@ -112,6 +113,8 @@ class _Files:
                 asyncapi_document(spec, version=f"spec-{self.digest[:12]}")
             ),
             f"{self.generated_dir}/converters.py": converters_module(spec, self._python_header()),
+            # ctx.peers: typed clients of the peer endpoints the spec says this service calls.
+            f"{self.generated_dir}/peers.py": peers_module(spec, self._python_header()),
         }
         for endpoint in spec.get("endpoints", []):
             name = endpoint["name"]

@@ -61,9 +61,11 @@ class Service:
         versions = ((self.spec.get("messages") or {}).get(message) or {}).get("versions") or {}
         return versions.get(str(version))
 
-    def endpoint(self, name: str) -> tuple[int, dict[str, Any]] | None:
+    def route(self, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
+        """The endpoint (index, model) serving `method path`; parameter names may differ."""
         for index, endpoint in enumerate(self.spec.get("endpoints") or []):
-            if endpoint["name"] == name:
+            if endpoint["method"] == method and \
+                    route_shape(endpoint["path"]) == route_shape(path):
                 return index, endpoint
         return None
 
@@ -308,30 +310,37 @@ class _Checker:
                      f"{self.system.file}", f"add {peer_name}'s spec to {self.system.file}",
                      "unknown-peer")
             return
-        granted = list(peer.get("scopes") or [])
         needed: set[str] = set()
-        for position, name in enumerate(peer.get("calls") or []):
-            where = service.at([*base, "calls", position])
-            found = callee.endpoint(name)
+        for name, call in (peer.get("calls") or {}).items():
+            at: list[str | int] = [*base, "calls", name]
+            label = f"{_owner(service.name)} call '{name}' to {peer_name} ({call['method']} " \
+                f"{call['path']})"
+            found = callee.route(call["method"], call["path"])
             if found is None:
-                names = [endpoint["name"] for endpoint in callee.spec.get("endpoints") or []]
-                self.add(where, f"{service.name} calls {_owner(peer_name)} endpoint '{name}', which "
-                         f"{peer_name} does not serve",
-                         suggestion(name, names, fallback=f"{peer_name} serves "
-                                    + (", ".join(names) or "no endpoints")), "unknown-endpoint")
+                routes = [f"{e['method']} {e['path']}" for e in callee.spec.get("endpoints") or []]
+                self.add(service.at([*at, "path"]),
+                         f"{label} goes to a route {peer_name} does not serve",
+                         suggestion(f"{call['method']} {call['path']}", routes,
+                                    fallback=f"{peer_name} serves "
+                                    + (", ".join(routes) or "no endpoints")), "unknown-endpoint")
                 continue
             index, endpoint = found
+            endpoint_at = ["endpoints", index]
             needed.update(endpoint["scopes"])
-            missing = [scope for scope in endpoint["scopes"] if scope not in granted]
+            missing = [scope for scope in endpoint["scopes"] if scope not in call["scopes"]]
             if missing:
-                endpoint_at = callee.at(["endpoints", index, "scopes"], at_key=True)
-                self.add(where,
-                         f"{service.name} calls {_owner(peer_name)} '{name}', which needs scope "
-                         f"{', '.join(missing)} that {peer_name} does not grant {service.name} "
-                         f"(granted: {', '.join(granted) or 'none'})",
-                         f"add {', '.join(missing)} under `peers: {peer_name}: scopes:` in "
-                         f"{service.file} ({name} needs it at {_where(endpoint_at)})",
+                where = at + ["scopes"] if _has(service.root, [*at, "scopes"]) else at
+                self.add(service.at(where, at_key=True),
+                         f"{label}: {_owner(peer_name)} '{endpoint['name']}' needs scope "
+                         f"{', '.join(missing)}, which {peer_name} does not grant {service.name} "
+                         "(granted: "
+                         f"{', '.join(call['scopes']) or 'none'})",
+                         f"add {', '.join(missing)} under `peers: {peer_name}: scopes:` (or the "
+                         f"call's own `scopes:`) in {service.file} ('{endpoint['name']}' needs it "
+                         f"at {_where(callee.at([*endpoint_at, 'scopes'], at_key=True))})",
                          "missing-scope")
+            self.call_fields(service, at, label, callee, endpoint_at, call, endpoint)
+        granted = list(peer.get("scopes") or [])
         offered = {scope for endpoint in callee.spec.get("endpoints") or []
                    for scope in endpoint["scopes"]}
         for position, scope in enumerate(granted):
@@ -344,9 +353,34 @@ class _Checker:
             elif scope not in needed and peer.get("calls"):
                 self.add(service.at([*base, "scopes", position]),
                          f"{service.name} is granted scope '{scope}' by {peer_name} but calls "
-                         "no endpoint that needs it", "remove it, or list the endpoint under "
+                         "no endpoint that needs it", "remove it, or declare the call under "
                          "`calls:`", "unused-scope", WARNING)
 
+    def call_fields(self, service: Service, at: list[str | int], label: str, callee: Service,
+                    endpoint_at: list[str | int], call: Mapping[str, Any],
+                    endpoint: Mapping[str, Any]) -> None:
+        """What the call sends must suit the endpoint's request (which refuses unknown fields);
+        what it expects back must be in the endpoint's response. Path parameters travel in the
+        URL and are matched by position."""
+        sent = _without(call["request"], call.get("path_params", []))
+        accepted = _without(endpoint["request"], endpoint.get("path_params", []))
+        checks = [
+            ("request", sent, accepted, _unknown(sent, accepted, [])),
+            ("response", endpoint["response"], call["response"], []),
+        ]
+        for part, writer, reader, unknown in checks:
+            problems = [(steps, text, hint, True) for steps, text, hint in unknown]
+            problems += list(_incompatible(writer, reader, [],
+                                           "sent" if part == "request" else "answered"))
+            for steps, text, hint, published in problems:
+                # The caller's side of the field: what it sends, or what it reads.
+                side = service.at(field_path(service.root, [*at, part], steps), at_key=True)
+                owner = callee.at(field_path(callee.root, [*endpoint_at, part],
+                                             steps if published else steps[:-1]), at_key=True)
+                words = "sends" if part == "request" else "reads"
+                self.add(side, f"{label} {words} a {part} that does not fit: {text}",
+                         f"{hint} ('{endpoint['name']}' declares its {part} at {_where(owner)})",
+                         "incompatible-call")
     # -- routes ------------------------------------------------------------------------------
 
     def routes(self) -> None:
@@ -394,38 +428,41 @@ class _Checker:
 
 
 def _incompatible(
-    writer: Mapping[str, Any], reader: Mapping[str, Any], steps: list[str]
+    writer: Mapping[str, Any], reader: Mapping[str, Any], steps: list[str],
+    written: str = "published",
 ) -> Iterator[tuple[list[str], str, str, bool]]:
     """(field steps, what does not fit, how to fix it, whether the writer has the field) for
     each field the reader declares that the writer's messages would fail: required but not
-    (always) written, or of another type."""
-    written = writer.get("properties") or {}
+    (always) written, or of another type. `written` says how the writer gives it: "published",
+    "sent", "answered"."""
+    fields = writer.get("properties") or {}
     always = set(writer.get("required") or [])
     for name, read_schema in (reader.get("properties") or {}).items():
         path = [*steps, name]
         shown = ".".join(path).replace(f".{ITEMS}", ITEMS)
         read_core, read_null = split_null(read_schema)
         optional = read_null or name not in set(reader.get("required") or [])
-        if name not in written:
+        if name not in fields:
             if not optional:
-                yield (path, f"it requires field '{shown}', which is not published",
+                yield (path, f"it requires field '{shown}', which is not {written}",
                        f"declare it optional (`{name}: <type>?`) or drop it", False)
             continue
-        write_core, write_null = split_null(written[name])
+        write_core, write_null = split_null(fields[name])
         if not optional and (write_null or name not in always):
-            yield (path, (f"it requires field '{shown}', which is published as optional (it may "
+            yield (path, (f"it requires field '{shown}', which is {written} as optional (it may "
                    "be missing or null)"), f"declare it optional: `{name}: <type>?`", True)
-        for found in _incompatible_value(write_core, read_core, path, shown):
+        for found in _incompatible_value(write_core, read_core, path, shown, written):
             yield (*found, True)
 
 
 def _incompatible_value(
-    writer: Mapping[str, Any], reader: Mapping[str, Any], path: list[str], shown: str
+    writer: Mapping[str, Any], reader: Mapping[str, Any], path: list[str], shown: str,
+    written: str = "published",
 ) -> Iterator[tuple[list[str], str, str]]:
     """Like `_incompatible`, for one field present on both sides."""
     if not accepts_type(reader, writer):
-        yield (path, (f"field '{shown}' is read as {type_text(reader)} but published as "
-               f"{type_text(writer)}"), f"declare it as the publisher does ({type_text(writer)})")
+        yield (path, (f"field '{shown}' is read as {type_text(reader)} but {written} as "
+               f"{type_text(writer)}"), f"declare it as the sender does ({type_text(writer)})")
         return
     if isinstance(reader.get("enum"), list):
         allowed = [value for value in reader["enum"] if value is not None]
@@ -433,23 +470,23 @@ def _incompatible_value(
         extra = [value for value in sent if value not in allowed]
         if not isinstance(writer.get("enum"), list):
             yield (path, (f"field '{shown}' is read as one of {', '.join(map(str, allowed))} but "
-                   "published as any value of its type"), "read it without an enum")
+                   f"{written} as any value of its type"), "read it without an enum")
         elif extra:
-            yield (path, (f"field '{shown}' may be published as {', '.join(map(str, extra))}, "
+            yield (path, (f"field '{shown}' may be {written} as {', '.join(map(str, extra))}, "
                    "which the reader's enum lacks"), f"add {', '.join(map(str, extra))} to it")
     for keyword, how in narrowed(writer, reader):
         if keyword in ("enum", "additionalProperties"):
             continue  # enums are compared above; objects field by field below
-        yield (path, f"field '{shown}' is read more strictly than published ({how})",
-               f"relax {keyword} to what the publisher declares")
+        yield (path, f"field '{shown}' is read more strictly than {written} ({how})",
+               f"relax {keyword} to what the sender declares")
     if "object" in json_types(reader):
-        for steps, text, hint, _ in _incompatible(writer, reader, path):
+        for steps, text, hint, _ in _incompatible(writer, reader, path, written):
             yield steps, text, hint
     if isinstance(reader.get("items"), dict) and isinstance(writer.get("items"), dict):
         items_reader, _ = split_null(reader["items"])
         items_writer, _ = split_null(writer["items"])
         yield from _incompatible_value(items_writer, items_reader, [*path, ITEMS],
-                                       f"{shown}{ITEMS}")
+                                       f"{shown}{ITEMS}", written)
 
 
 def _where(location: tuple[str, int, int]) -> str:
@@ -459,3 +496,45 @@ def _where(location: tuple[str, int, int]) -> str:
 def _owner(name: str) -> str:
     """`orders` -> `orders'`, `shipping` -> `shipping's`."""
     return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
+def _unknown(
+    writer: Mapping[str, Any], reader: Mapping[str, Any], steps: list[str]
+) -> Iterator[tuple[list[str], str, str]]:
+    """Fields the writer may send that a closed reader object (`additionalProperties: false`,
+    as every request object is) does not declare: the reader refuses the whole request."""
+    known = reader.get("properties") or {}
+    for name, schema in (writer.get("properties") or {}).items():
+        path = [*steps, name]
+        if name not in known:
+            if reader.get("additionalProperties") is False:
+                shown = ".".join(path).replace(f".{ITEMS}", ITEMS)
+                yield (path, f"field '{shown}' is not one the peer accepts",
+                       "remove it from the call's request (the peer refuses unknown fields)")
+            continue
+        inner_writer, _ = split_null(schema)
+        inner_reader, _ = split_null(known[name])
+        while isinstance(inner_reader.get("items"), dict) and \
+                isinstance(inner_writer.get("items"), dict):  # into lists, of lists...
+            inner_writer, _ = split_null(inner_writer["items"])
+            inner_reader, _ = split_null(inner_reader["items"])
+            path = [*path, ITEMS]
+        if "object" in json_types(inner_reader):
+            yield from _unknown(inner_writer, inner_reader, path)
+
+
+def _without(schema: Mapping[str, Any], fields: list[str]) -> dict[str, Any]:
+    """An object schema without the fields that travel in the URL."""
+    return {
+        **schema,
+        "properties": {k: v for k, v in (schema.get("properties") or {}).items()
+                       if k not in fields},
+        "required": [name for name in schema.get("required") or [] if name not in fields],
+    }
+
+
+def _has(root: Node | None, path: list[str | int]) -> bool:
+    node = root
+    for step in path:
+        node = node.child(step) if node is not None else None
+    return node is not None

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import jwt
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from conftest_auth import chassis_module
+from orders.chassis import auth, keys
+from orders.chassis.cli import main
+from orders.chassis.schemas import load_service
 
-keys = chassis_module("keys")
+NAME = load_service()["service"]["name"]
 
 
 @pytest.fixture
@@ -23,13 +26,16 @@ def store(tmp_path: Path):
 
 
 def test_thumbprint_matches_rfc_7638_example():
-    # RFC 7638 section 3.1: this RSA key's thumbprint is NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs.
+    # The example key of RFC 7638 section 3.1 and the thumbprint the RFC gives for it.
     jwk = {
         "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_B"
-        "JECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_F"
-        "DW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4"
-        "vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "n": (
+            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1"
+            "L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4"
+            "QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbO"
+            "pbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csF"
+            "Cur-kEgU8awapJzKnqDKgw"
+        ),
         "e": "AQAB",
         "alg": "RS256",
         "kid": "2011-04-29",
@@ -132,9 +138,9 @@ def test_minted_token_carries_kid_and_registered_claims(store):
     header = jwt.get_unverified_header(token)
     assert header["kid"] == info.kid and header["alg"] == "EdDSA"
     public = serialization.load_pem_public_key(
-        store._load_private_key(info).public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        store._load_private_key(info)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     claims = jwt.decode(token, public, algorithms=["EdDSA"], audience="payments", issuer="orders")
     assert claims["sub"] == "relay" and claims["scope"] == "a:y b:x"
@@ -151,4 +157,69 @@ def test_minting_refuses_a_ttl_out_of_range(store, ttl):
 def test_minting_refuses_a_scope_with_a_space(store):
     store.generate()
     with pytest.raises(ValueError, match="spaces"):
-        keys.mint_token(store, issuer="a", audience="b", subject="c", scopes=["orders:read orders:write"])
+        keys.mint_token(
+            store, issuer="a", audience="b", subject="c", scopes=["orders:read orders:write"]
+        )
+
+
+# -- the `keys` and `token` commands -----------------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """`cli(*args)`: run `python -m <package> ARGS` with the key directory in tmp_path."""
+    runner = CliRunner()
+    environ = {"SERVICE_KEYS_DIR": str(tmp_path / "cli-keys"), "SERVICE_KEY_ALGORITHM": "EdDSA"}
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(main, list(args), env=environ, catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result
+
+    run.store = keys.KeyStore(tmp_path / "cli-keys")
+    return run
+
+
+def test_keys_commands_generate_rotate_list_and_retire(cli):
+    assert "keys generate" in cli("keys", "list", ok=False).output
+    cli("keys", "generate")
+    first = cli.store.signing_key().kid
+    assert "keys rotate" in cli("keys", "generate", ok=False).output
+    cli("keys", "rotate", "--alg", "RS256")
+    second = cli.store.signing_key()
+    assert second.kid != first and second.alg == "RS256"
+    listing = cli("keys", "list").output.splitlines()
+    assert listing[1].split()[:3] == [second.kid, "RS256", "signing"]
+    assert listing[2].split()[:3] == [first, "EdDSA", "published"]
+    assert "rotate" in cli("keys", "retire", second.kid, ok=False).output
+    cli("keys", "retire", first)
+    assert cli("keys", "list").output.splitlines()[2].split()[2] == "retired"
+    assert [k["kid"] for k in cli.store.jwks()["keys"]] == [second.kid]
+
+
+def test_token_command_mints_a_token_this_service_accepts(cli, tmp_path):
+    cli("keys", "generate")
+    minted = cli("token", "--scope", "b:read a:write", "--scope", "c:x", "--ttl", "120")
+    token = minted.output.strip()
+    config = auth.AuthConfig(issuer=NAME, audience=NAME, keys_dir=cli.store.directory)
+    identity = auth.Verifier(config).verify(token)
+    assert identity.scopes == frozenset({"a:write", "b:read", "c:x"})
+    assert identity.subject == NAME and identity.issuer == NAME
+    assert identity.claims["exp"] - identity.claims["iat"] == 120
+
+
+def test_token_command_takes_audience_and_subject(cli):
+    cli("keys", "generate")
+    token = cli("token", "--audience", "payments", "--subject", "nightly-job").output.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"] == "payments" and claims["sub"] == "nightly-job"
+    assert "scope" not in claims
+
+
+def test_token_command_without_a_key_says_how_to_make_one(cli):
+    assert "keys generate" in cli("token", "--scope", "a:b", ok=False).output
+
+
+def test_token_command_refuses_a_ttl_out_of_range(cli):
+    cli("keys", "generate")
+    assert "ttl" in cli("token", "--ttl", "0", ok=False).output

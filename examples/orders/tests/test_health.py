@@ -42,3 +42,14 @@ def test_readyz_fails_with_503_when_the_database_is_unreachable():
 def test_livez_still_passes_when_the_database_is_unreachable():
     app = create_app(settings_for("mysql://nobody@127.0.0.1:1/nothing"))
     assert app.test_client().get("/livez").status_code == 200
+
+
+def test_a_request_while_the_database_is_unreachable_gets_503_problem_json():
+    app = create_app(settings_for("mysql://nobody:secret@127.0.0.1:1/nothing"))
+    # Any route that touches the database; the health check answers in its own format.
+    app.add_url_rule("/probe", "probe", lambda: str(app.extensions["chassis"].db.ping()))
+    response = app.test_client().get("/probe")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "5"
+    assert "secret" not in response.get_data(as_text=True)

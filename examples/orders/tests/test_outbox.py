@@ -103,8 +103,9 @@ def test_a_message_this_service_subscribes_to_itself_goes_to_its_own_queue(mdb):
 
 
 def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, settings):
-    """Every message version in service.yaml: an example publishes to each `to:` peer; data
-    that breaks the schema is refused before commit."""
+    """Every message version in service.yaml: an example publishes to each `to:` peer (with the
+    versions its `publish_also` lists, converted); data that breaks the schema is refused
+    before commit."""
     spec = service_catalog()
     published = [
         (name, int(version), message.get("to") or [], entry["schema"])
@@ -113,7 +114,7 @@ def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, set
     ]
     if not published:
         pytest.skip("this service publishes no messages")
-    expected = []
+    expected, ids = [], []
     with mdb.transaction() as conn:
         ctx = Context(db=conn, log=LOG, request_id="r1", trace_id=uuid.uuid4().hex,
                       identity=None, settings=settings)
@@ -123,10 +124,15 @@ def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, set
             event = ctx.publish(name, version, example_for(schema))
             assert event["type"] == f"{name}.v{version}"
             assert event["traceparent"].split("-")[1] == ctx.trace_id  # the trace goes on
-            expected += [(event["id"], peer) for peer in destinations]
+            ids += [event["id"]] if destinations else []
+            for sent in (version, *outbox.publish_also(spec, name, version)):
+                expected += [(name, sent, peer) for peer in destinations]
         ctx.flush_messages()
     stored = rows(mdb, "outbox")
-    assert sorted((row["message_id"], row["destination"]) for row in stored) == sorted(expected)
+    assert sorted(
+        (row["message_type"], row["version"], row["destination"]) for row in stored
+    ) == sorted(expected)
+    assert set(ids) <= {row["message_id"] for row in stored}
 
 
 class RecordingTransport:

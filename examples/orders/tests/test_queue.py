@@ -11,6 +11,7 @@ import time
 import pytest
 from messaging_helpers import (
     CLAIM_METHODS,
+    PING,
     TRACEPARENT,
     catalog,
     clean_tables,
@@ -206,3 +207,37 @@ def test_done_rows_are_purged_after_retention_in_batches(mdb):
     purged = housekeeping.purge_finished(mdb, QUEUE, older_than_seconds=7 * 86400, batch_size=2)
     assert purged == 5
     assert {row["status"] for row in rows(mdb)} == {"FAILED"}  # dead letters stay
+
+
+def test_quick_schema_check_agrees_with_jsonschema():
+    """The worker's quick validity check never says yes where jsonschema says no."""
+    from jsonschema import Draft202012Validator
+
+    from orders.chassis.events import compile_check
+    from orders.chassis.schemas import load_service
+
+    uuid_ = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+    schemas = [PING, {"type": ["string", "null"], "enum": ["a", "b"]},
+               {"type": "array", "items": {"type": "object", "required": ["x"],
+                                           "properties": {"x": {"type": "integer"}}}}]
+    spec = load_service()
+    for message in (spec.get("messages") or {}).values():
+        schemas += [entry["schema"] for entry in message["versions"].values()]
+    schemas += [subscription["schema"] for subscription in spec.get("subscriptions") or []]
+    values = [None, True, 1, 1.0, 1.5, "", "a", "x" * 3, uuid_, [], [{}], [{"x": 1}],
+              [{"x": True}], {}, {"n": 1}, {"n": True}, {"n": 1.0}, {"n": "1"}, {"n": 1, "z": 1},
+              {"order_id": uuid_}, {"order_id": "nope"}, {"note": None}]
+    for schema in schemas:
+        quick = compile_check(schema)
+        full = Draft202012Validator(schema)
+        candidates = list(values)
+        if isinstance(schema, dict) and "properties" in schema:
+            from orders.chassis.examples import example_for
+
+            good = example_for(schema)
+            candidates += [good, {**good, "surplus": 1}]
+            candidates += [{k: v for k, v in good.items() if k != key} for key in good]
+            candidates += [{**good, key: 12345} for key in good]
+        assert quick is not None, schema  # every compiled field type has a quick check
+        for value in candidates:
+            assert quick(value) == full.is_valid(value), (schema, value)

@@ -10,10 +10,14 @@ TEST_DATABASE_URL chooses the database:
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from werkzeug.test import TestResponse
 
 from payments import create_app
 from payments.chassis.db import Database
+from payments.chassis.keys import KeyStore, mint_token
 from payments.chassis.migrate import migrate
 from payments.chassis.schemas import Endpoint, load_service
 from payments.chassis.settings import Settings, load_settings
@@ -67,11 +72,34 @@ def fresh_database(folder: Path) -> Iterator[str]:
 def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
     """Environment variables of a valid configuration for tests: the given database, and
     harmless values for the keys the spec adds (peer URLs point at a closed port)."""
-    environ = {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    environ = {
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "SERVICE_KEYS_DIR": str(session_keys().directory),
+    }
     for key in load_service().get("settings", []):
         environ[key] = "http://127.0.0.1:9" if key.endswith("_URL") else "test"
     environ.update(overrides)
     return environ
+
+
+@functools.cache
+def session_keys() -> KeyStore:
+    """This service's signing key for the test session, in a temporary key directory removed at
+    exit. Every configuration the tests build points SERVICE_KEYS_DIR there, and the requests
+    they send carry tokens signed with it (`bearer`)."""
+    folder = Path(tempfile.mkdtemp(prefix="keys-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    store = KeyStore(folder)
+    store.generate()
+    return store
+
+
+def bearer(scopes: Iterable[str] = (), subject: str = "tests") -> dict[str, str]:
+    """The Authorization header of a valid token of this service granting `scopes`."""
+    name = load_service()["service"]["name"]
+    token = mint_token(session_keys(), issuer=name, audience=name, subject=subject, scopes=scopes)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def settings_for(database_url: str, **overrides: str) -> Settings:
@@ -116,10 +144,17 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture
+def auth_headers():
+    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`."""
+    return bearer
+
+
 def request_headers(endpoint: Endpoint) -> dict[str, str]:
-    """Headers a call to `endpoint` needs besides the body's Content-Type: a fresh
-    Idempotency-Key for an idempotent endpoint (so every call is a new operation)."""
-    headers = {}
+    """Headers a call to `endpoint` needs besides the body's Content-Type: a token granting the
+    endpoint's scopes, and a fresh Idempotency-Key for an idempotent endpoint (so every call is
+    a new operation)."""
+    headers = bearer(endpoint.scopes)
     if endpoint.idempotent:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     return headers

@@ -26,18 +26,32 @@ from typing import Any
 
 import jwt
 import pytest
+from conftest import settings_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from flask import Flask, g
 from werkzeug.serving import make_server
 
-from conftest_auth import chassis_module
+from payments import create_app
+from payments.chassis import auth, keys
+from payments.chassis.routes import register_endpoints
+from payments.chassis.schemas import Endpoint, load_service
+from payments.chassis.settings import SettingsError
 
-auth = chassis_module("auth")
-keys = chassis_module("keys")
-settings_module = chassis_module("settings")
-
-READ = ["orders:read"]
+NAME = load_service()["service"]["name"]  # this service's issuer and audience by default
+PEER = "test-peer"  # a trusted peer, keys by JWKS URL
+PINNED = "test-pinned"  # a trusted peer, keys pinned in a file
+READ = ["probe:read"]
+# An endpoint added to the real app for these tests, so they hold whatever the spec declares:
+# it needs the scope probe:read, and its handler records each call.
+PROBE = Endpoint(
+    name="auth_probe",
+    method="GET",
+    path="/tests/auth-probe",
+    status=200,
+    request={"type": "object"},
+    response={"type": "object"},
+    scopes=("probe:read",),
+)
 
 
 # -- test doubles of the outside world: real servers on 127.0.0.1 ---------------------------------
@@ -48,12 +62,19 @@ class JwksServer:
 
     def __init__(self) -> None:
         self.documents: dict[str, Any] = {}
+        self.redirects: dict[str, str] = {}
         self.hits: Counter[str] = Counter()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 server.hits[self.path] += 1
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 document = server.documents.get(self.path)
                 body = json.dumps(document).encode() if document is not None else b"{}"
                 self.send_response(200 if document is not None else 404)
@@ -90,7 +111,7 @@ class HttpClient:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def call(self, token: str | None, path: str = "/v1/orders") -> Reply:
+    def call(self, token: str | None, path: str = PROBE.path) -> Reply:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return self.get(path, headers)
 
@@ -104,43 +125,38 @@ class HttpClient:
 
 
 class TestService:
-    """The service under test: its app, its key directory, and what its handler saw."""
+    """The real app with its own key directory, plus the probe endpoint and what it saw."""
 
     __test__ = False  # not a test class
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.settings = settings_module.load_settings(
-            environ={"SERVICE_KEYS_DIR": str(root / "keys"), **env},
-            env_file=None,
-            spec_keys=[],
-            root=root,
-        )
+    def __init__(self, root: Path, database_url: str, env: dict[str, str]) -> None:
+        settings = settings_for(database_url, SERVICE_KEYS_DIR=str(root / "keys"), **env)
         self.handled: list[Any] = []
-        self.app = Flask("orders")
-        self.verifier = auth.install(self.app, self.settings, service_name="orders")
+        self.app = create_app(settings)
+        register_endpoints(self.app, [PROBE], {PROBE.name: self.handle})
+        self.verifier = self.app.extensions["auth"]
         self.store = self.verifier.store
-        if not self.store.keys():
-            self.store.generate()
-
-        @self.app.get("/v1/orders")
-        def list_orders() -> dict[str, Any]:
-            g.identity = auth.authenticate(READ)
-            self.handled.append(g.identity)
-            return {"orders": []}
-
+        self.store.generate()
         self.client = self.app.test_client()
+
+    def handle(self, ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
+        self.handled.append(ctx.identity)
+        return {"subject": ctx.identity.subject}
 
     def mint(self, scopes: list[str], subject: str = "tester") -> str:
         config = self.verifier.config
         return keys.mint_token(
-            self.store, issuer=config.issuer, audience=config.audience, subject=subject, scopes=scopes
+            self.store,
+            issuer=config.issuer,
+            audience=config.audience,
+            subject=subject,
+            scopes=scopes,
         )
 
     def call(self, token: str | None = None, headers: dict[str, str] | None = None) -> Reply:
         if headers is None:
             headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return self.get("/v1/orders", headers)
+        return self.get(PROBE.path, headers)
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
         response = self.client.get(path, headers=headers or {})
@@ -155,9 +171,6 @@ class TestService:
             yield HttpClient(f"http://127.0.0.1:{server.server_port}")
         finally:
             server.shutdown()
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -176,17 +189,18 @@ def peer(tmp_path: Path):
 
 
 @pytest.fixture
-def service(tmp_path: Path, jwks_server: JwksServer, peer):
-    jwks_server.documents["/payments/jwks.json"] = peer.jwks()
-    svc = TestService(
-        tmp_path,
-        {
-            "TRUSTED_ISSUERS": f"payments={jwks_server.url('/payments/jwks.json')}",
-            "JWKS_REFETCH_COOLDOWN_SECONDS": "60",
-        },
+def make_service(tmp_path: Path, database_url: str, db):
+    """`make_service(**settings)`: the real app with its own keys and these settings."""
+    return lambda **env: TestService(tmp_path, database_url, env)
+
+
+@pytest.fixture
+def service(make_service, jwks_server: JwksServer, peer):
+    jwks_server.documents["/peer/jwks.json"] = peer.jwks()
+    return make_service(
+        TRUSTED_ISSUERS=f"{PEER}={jwks_server.url('/peer/jwks.json')}",
+        JWKS_REFETCH_COOLDOWN_SECONDS="60",
     )
-    yield svc
-    svc.close()
 
 
 def b64(data: bytes | str | dict) -> str:
@@ -200,12 +214,12 @@ def b64(data: bytes | str | dict) -> str:
 def claims(**overrides) -> dict:
     now = int(time.time())
     base = {
-        "iss": "orders",
+        "iss": NAME,
         "sub": "tester",
-        "aud": "orders",
+        "aud": NAME,
         "iat": now,
         "exp": now + 300,
-        "scope": "orders:read",
+        "scope": "probe:read",
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not ...}
@@ -213,7 +227,9 @@ def claims(**overrides) -> dict:
 
 def sign(store, payload: dict, **header) -> str:
     key = store.signing_key()
-    return jwt.encode(payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, **header})
+    return jwt.encode(
+        payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, **header}
+    )
 
 
 def assert_refused(service: TestService, response, status: int = 401) -> None:
@@ -221,7 +237,7 @@ def assert_refused(service: TestService, response, status: int = 401) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.body["status"] == status and response.body["detail"]
     challenge = response.headers["WWW-Authenticate"]
-    assert challenge.startswith('Bearer realm="orders"')
+    assert challenge.startswith(f'Bearer realm="{NAME}"')
     if status == 401:
         assert 'error="invalid_token"' in challenge
     assert service.handled == []
@@ -231,13 +247,13 @@ def assert_refused(service: TestService, response, status: int = 401) -> None:
 
 
 def test_own_token_reaches_the_handler_with_the_identity(service):
-    token = service.mint(["orders:read", "orders:write"], subject="script")
+    token = service.mint(["probe:read", "probe:write"], subject="script")
     response = service.call(token)
     assert response.status == 200, response.body
     (identity,) = service.handled
-    assert identity.subject == "script" and identity.issuer == "orders"
-    assert identity.scopes == frozenset({"orders:read", "orders:write"})
-    assert identity.claims["aud"] == "orders"
+    assert identity.subject == "script" and identity.issuer == NAME
+    assert identity.scopes == frozenset({"probe:read", "probe:write"})
+    assert identity.claims["aud"] == NAME
 
 
 def test_token_of_a_rotated_key_verifies_until_the_key_is_retired(service):
@@ -255,56 +271,49 @@ def test_token_of_a_rotated_key_verifies_until_the_key_is_retired(service):
 
 
 def test_peer_token_verifies_with_the_peer_jwks_fetched_once(service, peer, jwks_server):
-    token = sign(peer, claims(iss="payments", sub="payments"))
+    token = sign(peer, claims(iss=PEER, sub=PEER))
     for _ in range(5):
         assert service.call(token).status == 200
-    assert jwks_server.hits["/payments/jwks.json"] == 1
-    assert service.handled[0].issuer == "payments"
+    assert jwks_server.hits["/peer/jwks.json"] == 1
+    assert service.handled[0].issuer == PEER
 
 
-def test_peer_key_rotation_is_picked_up_after_the_cooldown(tmp_path, peer, jwks_server):
-    jwks_server.documents["/payments/jwks.json"] = peer.jwks()
-    svc = TestService(
-        tmp_path,
-        {
-            "TRUSTED_ISSUERS": f"payments={jwks_server.url('/payments/jwks.json')}",
-            "JWKS_REFETCH_COOLDOWN_SECONDS": "0.3",
-        },
+def test_peer_key_rotation_is_picked_up_after_the_cooldown(make_service, peer, jwks_server):
+    jwks_server.documents["/peer/jwks.json"] = peer.jwks()
+    svc = make_service(
+        TRUSTED_ISSUERS=f"{PEER}={jwks_server.url('/peer/jwks.json')}",
+        JWKS_REFETCH_COOLDOWN_SECONDS="0.3",
     )
-    try:
-        assert svc.call(sign(peer, claims(iss="payments"))).status == 200
-        peer.rotate()
-        jwks_server.documents["/payments/jwks.json"] = peer.jwks()
-        rotated = sign(peer, claims(iss="payments"))
-        time.sleep(0.35)
-        assert svc.call(rotated).status == 200
-        assert jwks_server.hits["/payments/jwks.json"] == 2
-    finally:
-        svc.close()
+    assert svc.call(sign(peer, claims(iss=PEER))).status == 200
+    peer.rotate()
+    jwks_server.documents["/peer/jwks.json"] = peer.jwks()
+    rotated = sign(peer, claims(iss=PEER))
+    time.sleep(0.35)
+    assert svc.call(rotated).status == 200
+    assert jwks_server.hits["/peer/jwks.json"] == 2
 
 
 @pytest.mark.parametrize("form", ["pem", "jwks", "jwk"])
-def test_peer_pinned_in_a_key_file(tmp_path, peer, form):
+def test_peer_pinned_in_a_key_file(make_service, tmp_path, peer, form):
     info = peer.keys()[0]
     public = peer.signing_key().private_key.public_key()
-    path = tmp_path / f"billing.{form}"
+    path = tmp_path / f"pinned.{form}"
     if form == "pem":
         path.write_bytes(
-            public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
         )
     elif form == "jwks":
         path.write_text(json.dumps(peer.jwks()))
     else:
         path.write_text(json.dumps(dict(info.public_jwk)))  # no kid: the thumbprint is used
-    svc = TestService(tmp_path, {"TRUSTED_ISSUERS": f"billing={path}"})
-    try:
-        assert svc.call(sign(peer, claims(iss="billing"))).status == 200
-        svc.handled.clear()
-        other = keys.KeyStore(tmp_path / "other")
-        other.generate()
-        assert_refused(svc, svc.call(sign(other, claims(iss="billing"))))
-    finally:
-        svc.close()
+    svc = make_service(TRUSTED_ISSUERS=f"{PINNED}={path}")
+    assert svc.call(sign(peer, claims(iss=PINNED))).status == 200
+    svc.handled.clear()
+    other = keys.KeyStore(tmp_path / "other")
+    other.generate()
+    assert_refused(svc, svc.call(sign(other, claims(iss=PINNED))))
 
 
 def test_token_within_the_leeway_is_accepted(service):
@@ -316,10 +325,10 @@ def test_token_within_the_leeway_is_accepted(service):
 @pytest.mark.parametrize(
     "scope_claims",
     [
-        {"scope": "orders:read"},
-        {"scope": "profile orders:read  email"},
-        {"scope": ..., "scp": ["orders:read"]},
-        {"scope": ..., "scp": "openid orders:read"},
+        {"scope": "probe:read"},
+        {"scope": "profile probe:read  email"},
+        {"scope": ..., "scp": ["probe:read"]},
+        {"scope": ..., "scp": "openid probe:read"},
     ],
 )
 def test_scopes_come_from_scope_or_scp(service, scope_claims):
@@ -327,7 +336,7 @@ def test_scopes_come_from_scope_or_scp(service, scope_claims):
 
 
 def test_audience_list_that_names_this_service_is_accepted(service):
-    assert service.call(sign(service.store, claims(aud=["payments", "orders"]))).status == 200
+    assert service.call(sign(service.store, claims(aud=["another-service", NAME]))).status == 200
 
 
 def test_lowercase_bearer_scheme_is_accepted(service):
@@ -351,7 +360,7 @@ def test_jwks_endpoint_publishes_every_live_key(service):
 def test_missing_token_gets_a_bare_bearer_challenge(service):
     response = service.call(headers={})
     assert response.status == 401
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="orders"'
+    assert response.headers["WWW-Authenticate"] == f'Bearer realm="{NAME}"'
     assert response.body["title"] == "Unauthorized"
     assert service.handled == []
 
@@ -380,7 +389,9 @@ def _public_key_secrets(store) -> list[bytes]:
     public = store.signing_key().private_key.public_key()
     info = store.keys()[0]
     return [
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
         json.dumps(dict(info.public_jwk)).encode(),
         base64.urlsafe_b64decode(info.public_jwk["x"] + "=="),
@@ -407,7 +418,7 @@ def test_stripped_signature_is_refused(service):
 
 def test_payload_spliced_from_another_token_is_refused(service):
     reader = service.mint(READ).split(".")
-    admin = sign(service.store, claims(scope="orders:read orders:admin", sub="admin")).split(".")
+    admin = sign(service.store, claims(scope="probe:read probe:admin", sub="admin")).split(".")
     assert_refused(service, service.call(f"{reader[0]}.{admin[1]}.{reader[2]}"))
     assert_refused(service, service.call(f"{admin[0]}.{reader[1]}.{admin[2]}"))
 
@@ -452,47 +463,58 @@ def test_expiry_that_is_not_a_number_is_refused(service, value):
 
 @pytest.mark.parametrize(
     "issuer",
-    ["evil", "order", "orders ", "Orders", "orders/x", "payments.evil", "paymentsx", "https://orders"],
+    [
+        "evil",
+        NAME[:-1],
+        NAME + " ",
+        NAME.upper(),
+        NAME + "/x",
+        PEER + ".evil",
+        PEER + "x",
+        "https://" + NAME,
+    ],
 )
 def test_untrusted_or_prefix_matching_issuer_is_refused(service, issuer):
     # Signed with this service's own key: only the issuer name is wrong.
     assert_refused(service, service.call(sign(service.store, claims(iss=issuer))))
 
 
-@pytest.mark.parametrize("audience", ["payments", "order", "orders-admin", "", ["payments"], []])
+@pytest.mark.parametrize(
+    "audience", ["another-service", NAME[:-1], NAME + "-admin", "", [PEER], []]
+)
 def test_token_for_another_audience_is_refused(service, audience):
     assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
 
 
-@pytest.mark.parametrize("audience", [42, {"orders": True}, [1, "orders"], True])
+@pytest.mark.parametrize("audience", [42, {NAME: True}, [1, NAME], True])
 def test_audience_that_is_not_a_string_or_list_of_strings_is_refused(service, audience):
     assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
 
 
 def test_token_from_a_trusted_peer_for_another_audience_is_refused(service, peer):
-    token = sign(peer, claims(iss="payments", aud="payments"))
+    token = sign(peer, claims(iss=PEER, aud=PEER))
     assert_refused(service, service.call(token))
 
 
 def test_peer_cannot_issue_tokens_in_this_service_name(service, peer):
     # The peer's key is trusted only for the peer's issuer.
-    assert_refused(service, service.call(sign(peer, claims(iss="orders"))))
+    assert_refused(service, service.call(sign(peer, claims(iss=NAME))))
 
 
 def test_thousand_random_kids_cause_at_most_one_jwks_fetch(service, jwks_server):
     attacker = ed25519.Ed25519PrivateKey.generate()
     for _ in range(1000):
         token = jwt.encode(
-            claims(iss="payments"), attacker, algorithm="EdDSA", headers={"kid": uuid.uuid4().hex}
+            claims(iss=PEER), attacker, algorithm="EdDSA", headers={"kid": uuid.uuid4().hex}
         )
         response = service.call(token)
         assert response.status == 401
-    assert jwks_server.hits["/payments/jwks.json"] <= 1
+    assert jwks_server.hits["/peer/jwks.json"] <= 1
     assert service.handled == []
 
 
 @pytest.mark.parametrize("header_name", ["jku", "x5u", "jwk"])
-@pytest.mark.parametrize("issuer", ["orders", "payments"])
+@pytest.mark.parametrize("issuer", [NAME, PEER])
 def test_key_location_headers_are_never_followed(service, jwks_server, header_name, issuer):
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     attacker_jwk = {**keys.public_jwk(attacker.public_key()), "kid": "attacker", "alg": "RS256"}
@@ -500,7 +522,10 @@ def test_key_location_headers_are_never_followed(service, jwks_server, header_na
     value = attacker_jwk if header_name == "jwk" else jwks_server.url("/attacker/jwks.json")
     for kid in ("attacker", keys.thumbprint(attacker_jwk)):
         token = jwt.encode(
-            claims(iss=issuer), attacker, algorithm="RS256", headers={"kid": kid, header_name: value}
+            claims(iss=issuer),
+            attacker,
+            algorithm="RS256",
+            headers={"kid": kid, header_name: value},
         )
         assert_refused(service, service.call(token))
     assert jwks_server.hits["/attacker/jwks.json"] == 0
@@ -514,20 +539,20 @@ def test_x5c_certificate_chain_header_is_not_trusted(service):
 
 def test_symmetric_key_in_a_peer_jwks_is_never_used(service, jwks_server):
     secret = b"shared-secret-known-to-the-attacker"
-    jwks_server.documents["/payments/jwks.json"] = {
+    jwks_server.documents["/peer/jwks.json"] = {
         "keys": [{"kty": "oct", "k": b64(secret), "kid": "oct", "alg": "HS256"}]
     }
-    token = jwt.encode(claims(iss="payments"), secret, algorithm="HS256", headers={"kid": "oct"})
+    token = jwt.encode(claims(iss=PEER), secret, algorithm="HS256", headers={"kid": "oct"})
     assert_refused(service, service.call(token))
 
 
 def test_weak_rsa_key_in_a_peer_jwks_is_never_used(service, jwks_server):
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    jwks_server.documents["/payments/jwks.json"] = {
+    jwks_server.documents["/peer/jwks.json"] = {
         "keys": [{**keys.public_jwk(weak.public_key()), "kid": "weak"}]
     }
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
-        token = jwt.encode(claims(iss="payments"), weak, algorithm="RS256", headers={"kid": "weak"})
+        token = jwt.encode(claims(iss=PEER), weak, algorithm="RS256", headers={"kid": "weak"})
     assert_refused(service, service.call(token))
 
 
@@ -538,8 +563,53 @@ def test_key_published_with_its_private_part_is_never_used(service, peer, jwks_s
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     leaked = {**peer.jwks()["keys"][0], "d": b64(numbers)}
-    jwks_server.documents["/payments/jwks.json"] = {"keys": [leaked]}
-    assert_refused(service, service.call(sign(peer, claims(iss="payments"))))
+    jwks_server.documents["/peer/jwks.json"] = {"keys": [leaked]}
+    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "not a jwks",
+        {"keys": "none"},
+        {"keys": [None, 7, {"kty": "RSA"}, {"kty": "OKP", "crv": ["Ed25519"], "x": 1}]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "short"}]},
+        {"keys": [], "padding": "x" * 300_000},
+        None,  # the path answers 404
+    ],
+)
+def test_broken_peer_jwks_refuses_the_token_without_a_500(service, peer, jwks_server, document):
+    if document is None:
+        del jwks_server.documents["/peer/jwks.json"]
+    else:
+        jwks_server.documents["/peer/jwks.json"] = document
+    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+
+
+def test_redirect_of_the_jwks_url_is_not_followed(service, peer, jwks_server):
+    jwks_server.documents["/elsewhere/jwks.json"] = peer.jwks()
+    jwks_server.redirects["/peer/jwks.json"] = jwks_server.url("/elsewhere/jwks.json")
+    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+    assert jwks_server.hits["/elsewhere/jwks.json"] == 0
+
+
+def test_unreachable_peer_is_401_and_known_keys_keep_working(make_service, peer, jwks_server):
+    jwks_server.documents["/peer/jwks.json"] = peer.jwks()
+    svc = make_service(
+        TRUSTED_ISSUERS=f"{PEER}={jwks_server.url('/peer/jwks.json')}",
+        JWKS_CACHE_SECONDS="1",
+        JWKS_REFETCH_COOLDOWN_SECONDS="0",
+        JWKS_FETCH_TIMEOUT_SECONDS="1",
+    )
+    token = sign(peer, claims(iss=PEER))
+    assert svc.call(token).status == 200
+    jwks_server.close()  # the peer goes down
+    time.sleep(1.05)  # the cached JWKS is stale: a refetch is due and fails
+    assert svc.call(token).status == 200  # the keys fetched last still verify
+    other = keys.KeyStore(peer.directory.parent / "other-peer")
+    other.generate()
+    svc.handled.clear()
+    assert_refused(svc, svc.call(sign(other, claims(iss=PEER))))
 
 
 def test_rsa_key_cannot_be_used_with_another_rsa_algorithm_than_pinned(service):
@@ -550,30 +620,30 @@ def test_rsa_key_cannot_be_used_with_another_rsa_algorithm_than_pinned(service):
 
 
 def test_insufficient_scope_is_403_naming_the_scope(service):
-    response = service.call(sign(service.store, claims(scope="orders:readx orders:write")))
+    response = service.call(sign(service.store, claims(scope="probe:readx probe:write")))
     assert_refused(service, response, status=403)
     challenge = response.headers["WWW-Authenticate"]
-    assert 'error="insufficient_scope"' in challenge and 'scope="orders:read"' in challenge
+    assert 'error="insufficient_scope"' in challenge and 'scope="probe:read"' in challenge
     assert response.body["title"] == "Forbidden"
 
 
 @pytest.mark.parametrize(
     "scope_claims",
     [
-        {"scope": "orders:rea"},
-        {"scope": "ORDERS:READ"},
-        {"scope": "orders:*"},
-        {"scope": "orders"},
+        {"scope": "probe:rea"},
+        {"scope": "PROBE:READ"},
+        {"scope": "probe:*"},
+        {"scope": "probe"},
         {"scope": ...},
         {"scope": "", "scp": []},
-        {"scope": ..., "scp": ["orders:read orders:write"]},
+        {"scope": ..., "scp": ["probe:read probe:write"]},
     ],
 )
 def test_scopes_match_exactly(service, scope_claims):
     assert_refused(service, service.call(sign(service.store, claims(**scope_claims))), status=403)
 
 
-@pytest.mark.parametrize("scope", [["orders:read"], {"orders:read": True}, 7])
+@pytest.mark.parametrize("scope", [["probe:read"], {"probe:read": True}, 7])
 def test_scope_claim_of_the_wrong_type_is_refused(service, scope):
     assert_refused(service, service.call(sign(service.store, claims(scope=scope))))
 
@@ -635,17 +705,17 @@ def test_problem_details_never_echo_unsafe_characters_into_the_challenge(service
 def test_attacks_over_real_http_are_refused(service, peer):
     with service.serve() as http:
         assert http.call(service.mint(READ)).status == 200
-        assert http.call(sign(peer, claims(iss="payments"))).status == 200
+        assert http.call(sign(peer, claims(iss=PEER))).status == 200
         refused = [
             http.call(None),
             http.call(f"{b64({'alg': 'none'})}.{b64(claims())}."),
-            http.call(sign(service.store, claims(aud="payments"))),
+            http.call(sign(service.store, claims(aud="another-service"))),
             http.call(sign(service.store, claims(exp=int(time.time()) - 120))),
             http.call("x" * 12_000),
         ]
         assert [r.status for r in refused] == [401] * 5
         assert all(r.headers["WWW-Authenticate"].startswith("Bearer") for r in refused)
-        forbidden = http.call(sign(service.store, claims(scope="orders:readx")))
+        forbidden = http.call(sign(service.store, claims(scope="probe:readx")))
         assert forbidden.status == 403
         assert forbidden.headers["Content-Type"] == "application/problem+json"
         public = http.get("/.well-known/jwks.json")
@@ -706,6 +776,16 @@ def test_trusted_issuers_json_forms(tmp_path):
 def test_trusted_issuers_mistakes_name_the_fix(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         auth.parse_trusted_issuers(text, base_dir=tmp_path)
+
+
+def test_own_issuer_in_trusted_issuers_stops_the_start(database_url, tmp_path):
+    settings = settings_for(
+        database_url,
+        SERVICE_KEYS_DIR=str(tmp_path / "keys"),
+        TRUSTED_ISSUERS=f"{NAME}=https://impostor.example.com/jwks.json",
+    )
+    with pytest.raises(SettingsError, match="always trusts its own keys"):
+        create_app(settings)
 
 
 @pytest.mark.parametrize(

@@ -195,3 +195,36 @@ def test_sqlite_busy_is_retried_until_the_writer_is_done(fresh_database_url):
     thread.join()
     with holder.transaction() as conn:
         assert conn.fetchvalue("SELECT COUNT(*) FROM t") == 2
+
+
+def kill_connection_of(db: Database) -> None:
+    """End this thread's pooled MySQL connection from the server side, as wait_timeout or a
+    server restart would."""
+    with db.transaction() as conn:
+        connection_id = conn.fetchvalue("SELECT CONNECTION_ID()")
+    killer = Database(db.url)
+    with killer.transaction() as conn:
+        conn.execute(f"KILL CONNECTION {int(connection_id)}")
+    killer.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced_after_idling(fresh_database_url):
+    if not fresh_database_url.startswith("mysql"):
+        pytest.skip("MySQL/MariaDB only: SQLite has no server to drop the connection")
+    db = Database(fresh_database_url, ping_after_idle_seconds=0)
+    kill_connection_of(db)
+    with db.transaction() as conn:  # pinged, found dead, replaced: no error
+        assert conn.fetchvalue("SELECT 1") == 1
+
+
+def test_a_connection_lost_mid_transaction_is_not_reused(fresh_database_url):
+    if not fresh_database_url.startswith("mysql"):
+        pytest.skip("MySQL/MariaDB only: SQLite has no server to drop the connection")
+    db = Database(fresh_database_url, ping_after_idle_seconds=3600)  # no ping: the query fails
+    kill_connection_of(db)
+    with pytest.raises(Exception) as raised:
+        with db.transaction() as conn:
+            conn.fetchvalue("SELECT 1")
+    assert db.dialect.is_connection_lost(raised.value)
+    with db.transaction() as conn:  # a new connection
+        assert conn.fetchvalue("SELECT 1") == 1

@@ -63,7 +63,8 @@ def test_a_value_of_the_wrong_type_gets_422_naming_the_field(call, endpoint):
     data = example_for(endpoint.request)
     properties = endpoint.request.get("properties", {})
     typed = [
-        name for name, schema in properties.items()
+        name
+        for name, schema in properties.items()
         if name in data and _wrong_value(schema) is not None
     ]
     if not typed:

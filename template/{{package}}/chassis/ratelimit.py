@@ -12,10 +12,10 @@ Memcached and MongoDB only), hence the database storage here.
 The algorithm is GCRA (the generic cell rate algorithm, a leaky bucket kept as one timestamp per
 client): `limit` requests may come at once, after which one more is admitted every
 period / limit. Unlike a fixed window it never admits a second full burst just because a
-window boundary passed. One upsert per check decides and records the request; see
-`DatabaseStorage.hit`.
+window boundary passed. One upsert per check decides and records the request; why that is
+safe under concurrency is told at `DatabaseStorage._sql`.
 
-Keys: `client` is the token's subject (anonymous callers fall back to their address), `ip` the
+Keys: `client` is the token's subject and issuer (anonymous callers count by address), `ip` the
 connection's address (X-Forwarded-For is believed only for TRUSTED_PROXY_HOPS proxies; IPv6
 addresses count per /64, the block one subscriber usually holds), `client_ip` both.
 

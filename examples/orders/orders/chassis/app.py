@@ -19,10 +19,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, idempotency, ratelimit
+from . import auth, idempotency, inbox, ratelimit, relay
 from .context import Runtime, runtime
-from .db import Database
-from .health import register_health
+from .db import Database, DatabaseError
+from .health import add_check, register_health
 from .logs import bind_ids, configure_logging, incoming_ids, unbind_ids
 from .migrate import pending
 from .problems import PROBLEM_JSON, Problem, problem_response
@@ -59,9 +59,14 @@ def create_app(
     # Bearer tokens for every endpoint; serves this service's keys at /.well-known/jwks.json.
     auth.install(app, settings, service_name=service["service"]["name"])
     register_health(app)
+    # /readyz warns while a peer's circuit breaker is open (what goes there waits).
+    add_check(app, "breakers:open", relay.check_breakers)
+    # POST /v1/inbox: where peers deliver the messages this service subscribes to.
+    inbox.install(app)
     register_endpoints(app, endpoints(service), handlers)
-    if (GENERATED_DIR / "openapi.json").is_file():
-        app.add_url_rule("/openapi.json", "openapi", _openapi, methods=["GET"])
+    for document in ("openapi.json", "asyncapi.json"):  # what it serves; what it publishes
+        if (GENERATED_DIR / document).is_file():
+            app.add_url_rule(f"/{document}", document, _document(document), methods=["GET"])
     _warn_about_pending_migrations(app)
     return app
 
@@ -165,6 +170,19 @@ def _install_error_handlers(app: Flask) -> None:
             detail = exc.description or ""
         return problem_response(Problem(status, detail, headers=headers))
 
+    @app.errorhandler(DatabaseError)
+    def on_database_unreachable(exc: DatabaseError) -> Response:
+        # Not a bug of this request: the database is down or refuses the connection. Clients
+        # may retry; the log says what to fix.
+        runtime().log.error("database unreachable in %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            Problem(
+                503,
+                "the service cannot reach its database right now; retry in a few seconds",
+                headers={"Retry-After": "5"},
+            )
+        )
+
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception) -> Response:
         # The traceback goes to the log; the client gets the request id to quote.
@@ -177,10 +195,13 @@ def _install_error_handlers(app: Flask) -> None:
         )
 
 
-def _openapi() -> Response:
-    return Response(
-        (GENERATED_DIR / "openapi.json").read_bytes(), mimetype="application/json"
-    )
+def _document(name: str) -> Callable[[], Response]:
+    """A view serving the generated document `name` (OpenAPI, AsyncAPI) as it is on disk."""
+
+    def serve() -> Response:
+        return Response((GENERATED_DIR / name).read_bytes(), mimetype="application/json")
+
+    return serve
 
 
 def _warn_about_pending_migrations(app: Flask) -> None:

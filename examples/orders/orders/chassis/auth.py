@@ -63,7 +63,6 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_JWKS_KEYS = 100
 MIN_RSA_BITS = 2048
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat")
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/.well-known/jwks.json", "/openapi.json"})
 JWKS_PATH = "/.well-known/jwks.json"
 EXTENSION = "auth"
 
@@ -148,7 +147,8 @@ class Identity:
 
     @property
     def client_id(self) -> str:
-        """The OAuth client that obtained the token (RFC 9068 `client_id`, OIDC `azp`), else `sub`."""
+        """The OAuth client the token was issued to (RFC 9068 `client_id`, OIDC `azp`), else
+        the subject."""
         for claim in ("client_id", "azp"):
             value = self.claims.get(claim)
             if isinstance(value, str) and value:
@@ -186,19 +186,26 @@ class AuthConfig:
     key_algorithm: str = DEFAULT_ALGORITHM
 
     @classmethod
-    def from_settings(cls, settings: Any, service_name: str) -> AuthConfig:
-        """The config from validated `Settings` (see `AUTH_SETTINGS`); empty names default to
-        the service name, a relative key directory is relative to the service root."""
+    def from_settings(
+        cls, settings: Mapping[str, Any], root: Path, service_name: str
+    ) -> AuthConfig:
+        """The config from the parsed values of `AUTH_SETTINGS` (`Settings.values` holds them);
+        empty names default to the service name, a relative key directory is relative to
+        `root`, the service's folder."""
         keys_dir = Path(settings["SERVICE_KEYS_DIR"])
         if not keys_dir.is_absolute():
-            keys_dir = Path(settings.root) / keys_dir
+            keys_dir = root / keys_dir
         issuer = settings["SERVICE_ISSUER"] or service_name
         trusted = settings["TRUSTED_ISSUERS"]
         if any(entry.issuer == issuer for entry in trusted):
-            raise TrustedIssuersError(
-                f"TRUSTED_ISSUERS lists {issuer!r}, this service's own issuer (SERVICE_ISSUER): "
-                "remove it, this service always trusts its own keys"
+            # Imported here: settings imports this module (AUTH_SETTINGS).
+            from .settings import SettingsError
+
+            problem = (
+                f"TRUSTED_ISSUERS lists {issuer!r}, this service's own issuer "
+                "(SERVICE_ISSUER): remove it, this service always trusts its own keys"
             )
+            raise SettingsError([problem])
         return cls(
             issuer=issuer,
             audience=settings["SERVICE_AUDIENCE"] or service_name,
@@ -301,7 +308,8 @@ AUTH_SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
 
 TRUSTED_ISSUERS_FORMS = (
     "write it as `issuer=https://host/.well-known/jwks.json;other=path/to/key.pem` "
-    'or as JSON: [{"issuer": "...", "jwks_url": "https://..."}, {"issuer": "...", "jwks_file": "..."}]'
+    'or as JSON: [{"issuer": "...", "jwks_url": "https://..."}, '
+    '{"issuer": "...", "jwks_file": "..."}]'
 )
 
 
@@ -353,7 +361,8 @@ def parse_trusted_issuers(text: str, *, base_dir: Path) -> tuple[TrustedIssuer, 
             pairs.append((item["issuer"], url, path))
     else:
         for part in filter(None, (p.strip() for p in text.split(";"))):
-            # An issuer never contains '=' in practice (OIDC issuers have no query string), a URL may.
+            # Split at the first '=': issuers have no '=' (OIDC issuers carry no query string),
+            # a JWKS URL may.
             issuer, sep, value = part.partition("=")
             if not sep or not issuer.strip() or not value.strip():
                 raise TrustedIssuersError(
@@ -435,6 +444,8 @@ class KeySource(Protocol):
 def pinned_algorithm(jwk: Mapping[str, Any]) -> str:
     """The one algorithm a JWK verifies, from its key type; a ValueError when it verifies none."""
     kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+    if not all(value is None or isinstance(value, str) for value in (kty, crv, alg)):
+        raise UnusableKey("kty, crv and alg must be strings")
     if kty == "OKP" and crv == "Ed25519":
         allowed = {"EdDSA"}
         default = "EdDSA"
@@ -469,15 +480,15 @@ def verification_key(jwk: Any) -> VerificationKey:
     alg = pinned_algorithm(jwk)
     try:
         key = jwt.PyJWK(jwk, algorithm=alg)
-    except jwt.PyJWTError as exc:
-        raise UnusableKey(f"the JWK is invalid ({exc})") from exc
+        kid = jwk["kid"] if "kid" in jwk else thumbprint(jwk)
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        # A peer's JWKS is outside this service's control: a malformed key is skipped, it must
+        # never turn a token check into a 500.
+        raise UnusableKey(f"the JWK is invalid ({exc!r})") from exc
     if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < MIN_RSA_BITS:
         raise UnusableKey(
             f"the RSA key has {key.key.key_size} bits; at least {MIN_RSA_BITS} are needed"
         )
-    kid = jwk.get("kid")
-    if kid is None:
-        kid = thumbprint(jwk)
     if not isinstance(kid, str) or not kid:
         raise UnusableKey("the JWK's kid must be a non-empty string")
     return VerificationKey(kid=kid, alg=alg, jwk=key)
@@ -730,7 +741,8 @@ class Verifier:
             raise InvalidToken(f"the token lacks the required claim {exc.claim!r}") from exc
         except jwt.InvalidAudienceError as exc:
             raise InvalidToken(
-                f"the token is not meant for this service: its aud must name {self.config.audience!r}"
+                "the token is not meant for this service: its aud must name "
+                f"{self.config.audience!r}"
             ) from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"the token is invalid ({exc})") from exc
@@ -793,7 +805,7 @@ def install(app: Flask, settings: Any, service_name: str | None = None) -> Verif
     """
     if service_name is None:
         service_name = str(load_service()["service"]["name"])
-    verifier = Verifier(AuthConfig.from_settings(settings, service_name))
+    verifier = Verifier(AuthConfig.from_settings(settings.values, settings.root, service_name))
     app.extensions[EXTENSION] = verifier
     app.add_url_rule(JWKS_PATH, "jwks", jwks_view, methods=["GET"])
     app.register_error_handler(AuthError, problem_response)

@@ -1,4 +1,4 @@
-"""This service's identity: its signing keys, their rotation, the JWKS it publishes, the tokens it mints.
+"""This service's identity: its signing keys, their rotation, its JWKS, the tokens it mints.
 
 Keys live in one directory (setting `SERVICE_KEYS_DIR`, default `var/keys/`):
 
@@ -243,8 +243,9 @@ class KeyStore:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except FileNotFoundError as exc:
             raise KeyStoreError(
-                f"the private key of the signing key {info.kid} is missing ({path}): restore it "
-                f"from a backup, or make a new signing key with `python -m {_package()} keys rotate`"
+                f"the private key of the signing key {info.kid} is missing ({path}): restore "
+                "it from a backup, or make a new signing key with "
+                f"`python -m {_package()} keys rotate`"
             ) from exc
         except ValueError as exc:
             raise KeyStoreError(f"{path} is not a PEM private key ({exc}): restore it") from exc
@@ -405,4 +406,14 @@ def mint_token(
         payload["scope"] = " ".join(scope_list)
     return jwt.encode(
         payload, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "JWT"}
+    )
+
+
+def format_keys(keys: Iterable[KeyInfo]) -> str:
+    """The keyring as the table `keys list` prints, newest first."""
+    rows = [("KID", "ALG", "STATUS", "CREATED", "RETIRED")]
+    rows += [(k.kid, k.alg, k.status, k.created_at, k.retired_at or "-") for k in keys]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
     )

@@ -12,10 +12,10 @@ Memcached and MongoDB only), hence the database storage here.
 The algorithm is GCRA (the generic cell rate algorithm, a leaky bucket kept as one timestamp per
 client): `limit` requests may come at once, after which one more is admitted every
 period / limit. Unlike a fixed window it never admits a second full burst just because a
-window boundary passed. One upsert per check decides and records the request; see
-`DatabaseStorage.hit`.
+window boundary passed. One upsert per check decides and records the request; why that is
+safe under concurrency is told at `DatabaseStorage._sql`.
 
-Keys: `client` is the token's subject (anonymous callers fall back to their address), `ip` the
+Keys: `client` is the token's subject and issuer (anonymous callers count by address), `ip` the
 connection's address (X-Forwarded-For is believed only for TRUSTED_PROXY_HOPS proxies; IPv6
 addresses count per /64, the block one subscriber usually holds), `client_ip` both.
 
@@ -32,13 +32,14 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Database
+from .db import Connection, Database
 from .problems import Problem
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -129,7 +130,7 @@ class Policy:
 
     @classmethod
     def from_spec(cls, name: str, data: Mapping[str, Any]) -> Policy:
-        policy = cls(name=name, limit=int(data["limit"]), per=str(data["per"]), key=str(data["key"]))
+        policy = cls(name, int(data["limit"]), str(data["per"]), str(data["key"]))
         if policy.limit < 1:
             raise ValueError(f"rate limit {name!r}: limit must be at least 1, not {policy.limit}")
         if policy.per not in PERIOD_SECONDS:
@@ -139,7 +140,8 @@ class Policy:
             )
         if policy.key not in KEY_KINDS:
             raise ValueError(
-                f"rate limit {name!r}: key must be one of {', '.join(KEY_KINDS)}, not {policy.key!r}"
+                f"rate limit {name!r}: key must be one of {', '.join(KEY_KINDS)}, "
+                f"not {policy.key!r}"
             )
         return policy
 
@@ -166,9 +168,10 @@ class Decision:
     def headers(self) -> dict[str, str]:
         """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers), and Retry-After
         when the request was refused."""
+        name = _sf_string(self.policy.name)
         headers = {
             "RateLimit-Policy": self.policy.header,
-            "RateLimit": f"{_sf_string(self.policy.name)};r={self.remaining};t={self.reset_seconds}",
+            "RateLimit": f"{name};r={self.remaining};t={self.reset_seconds}",
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
@@ -192,8 +195,15 @@ class DatabaseStorage:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._statements: tuple[str, str] | None = None
 
     def hit(self, policy: Policy, bucket: str, now: float) -> Decision:
+        """Count and decide in a transaction of its own."""
+        return self.db.run_in_transaction(lambda conn: self.hit_in(conn, policy, bucket, now))
+
+    def hit_in(self, conn: Connection, policy: Policy, bucket: str, now: float) -> Decision:
+        """Count and decide inside the caller's open transaction `conn`; the count commits with
+        it (a refusal changes nothing, so rolling it back loses nothing)."""
         period = policy.period_seconds * MICROSECONDS
         interval = max(1, period // policy.limit)  # one request's share of the period
         now_us = int(now * MICROSECONDS)
@@ -206,63 +216,65 @@ class DatabaseStorage:
             "admit_until": now_us + period - interval,
             "interval": interval,
         }
-        # Why this is safe under concurrency: the upsert is one statement that inserts the row or
-        # locks it (InnoDB row lock; SQLite's write lock from BEGIN IMMEDIATE) before reading
-        # tat_us, so concurrent checks of one bucket are applied one after another, each to the
-        # value the previous one left; the read-back sees this statement's result because the
-        # lock is held until commit. Both assignments read only tat_us, which is written last
-        # (MySQL evaluates the list left to right, SQLite against the old row).
-        dialect = self.db.dialect
-        upsert = dialect.upsert_computed_sql(
-            TABLE,
-            {"bucket": "%(bucket)s", "tat_us": "%(first_tat)s", "last_allowed": "1"},
-            ["bucket"],
-            {
-                "last_allowed": "CASE WHEN tat_us <= %(admit_until)s THEN 1 ELSE 0 END",
-                "tat_us": (
-                    "CASE WHEN tat_us <= %(admit_until)s "
-                    "THEN (CASE WHEN tat_us > %(now)s THEN tat_us ELSE %(now)s END) + %(interval)s "
-                    "ELSE tat_us END"
-                ),
-            },
-        )
-        returning = dialect.returning_sql(["tat_us", "last_allowed"])
-
-        def check(conn: Any) -> dict[str, Any] | None:
-            if returning:
-                return conn.fetchone(f"{upsert} {returning}", params)
+        upsert, read_back = self._sql()
+        if read_back:
             conn.execute(upsert, params)
-            return conn.fetchone(
-                f"SELECT tat_us, last_allowed FROM {TABLE} WHERE bucket = %(bucket)s", params
-            )
-
-        row = self.db.run_in_transaction(check)
+            row = conn.fetchone(read_back, params)
+        else:
+            row = conn.fetchone(upsert, params)
         if row is None:  # cannot happen: the upsert leaves the row in place until commit
             raise RuntimeError(f"rate limit bucket {bucket!r} vanished inside its transaction")
         if random.random() < PURGE_PROBABILITY:
-            self._purge_quietly(now)
+            # In the same transaction: a statement of its own would need a second connection.
+            self.purge_in(conn, now, PURGE_BATCH)
         tat = int(row["tat_us"])
         return _decision(policy, bool(row["last_allowed"]), tat, now_us, period, interval)
+
+    def _sql(self) -> tuple[str, str]:
+        """The check's upsert, and the SELECT that reads its row back where the server has no
+        RETURNING ("" where it has). Built once: they depend only on the dialect."""
+        if self._statements is None:
+            dialect = self.db.dialect
+            # Why this is safe under concurrency: the upsert is one statement that inserts the
+            # row or locks it (InnoDB row lock; SQLite's write lock from BEGIN IMMEDIATE) before
+            # reading tat_us, so concurrent checks of one bucket are applied one after another,
+            # each to the value the previous one left; RETURNING, or the read-back under the
+            # same lock, sees this statement's result. Both assignments read only tat_us, which
+            # is written last (MySQL evaluates the list left to right, SQLite on the old row).
+            upsert = dialect.upsert_computed_sql(
+                TABLE,
+                {"bucket": "%(bucket)s", "tat_us": "%(first_tat)s", "last_allowed": "1"},
+                ["bucket"],
+                {
+                    "last_allowed": "CASE WHEN tat_us <= %(admit_until)s THEN 1 ELSE 0 END",
+                    "tat_us": (
+                        "CASE WHEN tat_us <= %(admit_until)s "
+                        "THEN (CASE WHEN tat_us > %(now)s THEN tat_us ELSE %(now)s END) "
+                        "+ %(interval)s ELSE tat_us END"
+                    ),
+                },
+            )
+            returning = dialect.returning_sql(["tat_us", "last_allowed"])
+            if returning:
+                self._statements = (f"{upsert} {returning}", "")
+            else:
+                self._statements = (
+                    upsert,
+                    f"SELECT tat_us, last_allowed FROM {TABLE} WHERE bucket = %(bucket)s",
+                )
+        return self._statements
 
     def purge(self, now: float | None = None, batch: int = 1000) -> int:
         """Delete up to `batch` rows whose quota is full again; returns how many went.
 
         Such a row decides exactly like a missing one, so deleting it races with nothing.
         """
-        now_us = int((time.time() if now is None else now) * MICROSECONDS)
         with self.db.transaction() as conn:
-            return conn.execute(
-                self.db.dialect.delete_batch_sql(TABLE, "tat_us < %s", batch), (now_us,)
-            )
+            return self.purge_in(conn, time.time() if now is None else now, batch)
 
-
-    def _purge_quietly(self, now: float) -> None:
-        try:
-            self.purge(now, PURGE_BATCH)
-        except Exception as exc:  # noqa: BLE001  # housekeeping must never fail the request
-            logging.getLogger(__name__).warning(
-                "ratelimit.purge_failed", extra={"reason": str(exc)}
-            )
+    def purge_in(self, conn: Connection, now: float, batch: int) -> int:
+        sql = self.db.dialect.delete_batch_sql(TABLE, "tat_us < %s", batch)
+        return conn.execute(sql, (int(now * MICROSECONDS),))
 
 
 def _decision(
@@ -367,22 +379,38 @@ class RateLimiter:
             policies, storage, fail_open=fail_open, trusted_proxy_hops=trusted_proxy_hops, log=log
         )
 
-    def check(self, policy_name: str, client: str | None, address: str) -> Decision | None:
+    def check(
+        self,
+        policy_name: str,
+        client: str | None,
+        address: str,
+        conn: Connection | None = None,
+    ) -> Decision | None:
         """Count one request under `policy_name` for the caller (`client` from `client_id`, None
         when anonymous; `address` from `client_address`).
 
-        Returns the decision, or None when the storage failed and the limiter fails open.
-        Raises StorageUnavailable when it failed and the limiter fails closed.
+        With `conn`, an open transaction of the database the counters live in (see
+        `counts_in`), the count is made in it (one commit fewer for the request); a database
+        failure there belongs to that transaction and propagates. Otherwise returns the
+        decision, or None when the storage failed and the limiter fails open, and raises
+        StorageUnavailable when it fails closed.
         """
         policy = self.policies[policy_name]
         bucket = bucket_name(policy, client, address)
+        now = self.clock()
+        if conn is not None and isinstance(self.storage, DatabaseStorage):
+            return self.storage.hit_in(conn, policy, bucket, now)
         try:
-            return self.storage.hit(policy, bucket, self.clock())
+            return self.storage.hit(policy, bucket, now)
         except Exception as exc:  # any storage failure: a server down, a timeout, a lost socket
             self._log_outage(exc)
             if self.fail_open:
                 return None
             raise StorageUnavailable(str(exc)) from exc
+
+    def counts_in(self, db: Database) -> bool:
+        """Whether the counters live in `db`, so a transaction of `db` may count a request."""
+        return isinstance(self.storage, DatabaseStorage) and self.storage.db.url == db.url
 
     def _log_outage(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -503,17 +531,21 @@ def install(app: Flask, limiter: RateLimiter | None = None) -> RateLimiter:
     return limiter
 
 
-def enforce(policy_name: str | None) -> None:
+def enforce(policy_name: str | None, conn: Connection | None = None) -> None:
     """Count the current request under `policy_name` (an endpoint's `rate_limit`, None for
-    none); raise a 429 problem when it is over the limit.
+    none); raise a 429 problem when it is over the limit. With `conn`, count inside that open
+    transaction (see `RateLimiter.check`).
 
     Call it after authentication, which sets `g.identity`: a `client` policy counts per token.
     """
     if policy_name is None:
         return
     limiter: RateLimiter = current_app.extensions[EXTENSION]
+    client = client_id(g.get("identity"))
+    if conn is not None and not limiter.counts_in(current_app.extensions["chassis"].db):
+        conn = None  # the counters live elsewhere (Redis): count there, on their own
     try:
-        decision = limiter.check(policy_name, client_id(g.get("identity")), request_address())
+        decision = limiter.check(policy_name, client, request_address(), conn)
     except StorageUnavailable:
         raise Problem(
             503,
@@ -530,10 +562,22 @@ def enforce(policy_name: str | None) -> None:
         who = {"client": "client", "ip": "address", "client_ip": "client and address"}[policy.key]
         raise Problem(
             429,
-            f"rate limit {policy.name!r} allows {policy.limit} requests per {policy.per} per {who}: "
-            f"retry in {decision.retry_after} second(s)",
+            f"rate limit {policy.name!r} allows {policy.limit} requests per {policy.per} "
+            f"per {who}: retry in {decision.retry_after} second(s)",
             headers=decision.headers(),
         )
+
+
+@contextmanager
+def counting_refusals(policy_name: str | None) -> Iterator[None]:
+    """Count the current request under `policy_name` when the block raises: a request refused
+    before the step that would have counted it (an idempotent request with a bad key or body)
+    still counts, and a 429 replaces the block's error once the client is over the limit."""
+    try:
+        yield
+    except Exception:
+        enforce(policy_name)
+        raise
 
 
 def request_address(group_ipv6: bool = True) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 from .auth import AUTH_SETTINGS
 from .db import DatabaseError, DatabaseURL, redact
 from .idempotency import IDEMPOTENCY_SETTINGS
+from .peers import PEER_SETTINGS
 from .ratelimit import RATE_LIMIT_SETTINGS
 from .schemas import PACKAGE_DIR, SERVICE_ROOT, load_service
 
@@ -137,6 +138,8 @@ SETTINGS: list[Setting] = [
 SETTINGS += [Setting(name, default, parse, help) for name, default, parse, help in AUTH_SETTINGS]
 # Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
 SETTINGS += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
+# Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
+SETTINGS += [Setting(*entry) for entry in PEER_SETTINGS]
 
 
 def spec_setting(name: str) -> Setting:
@@ -212,6 +215,18 @@ def load_database_url(
     peer URL not configured yet does not stop a schema migration."""
     rules = [setting for setting in SETTINGS if setting.name == "DATABASE_URL"]
     return _parse(rules, _read(environ, env_file), env_file)["DATABASE_URL"]
+
+
+def load_only(
+    names: Iterable[str],
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = ENV_FILE,
+) -> dict[str, Any]:
+    """Some chassis settings alone, checked: for commands that need only those (`keys`,
+    `token`), so a peer URL not configured yet does not stop them."""
+    wanted = set(names)
+    rules = [setting for setting in SETTINGS if setting.name in wanted]
+    return _parse(rules, _read(environ, env_file), env_file)
 
 
 def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:

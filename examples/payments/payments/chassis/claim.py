@@ -115,6 +115,7 @@ class Claimed:
     retry_count: int
     owner: str
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    payload_text: str = ""  # the envelope as stored, to parse afresh for a second run
 
     @property
     def attempt(self) -> int:
@@ -206,7 +207,14 @@ def _select_and_lock(
         if not expired and not fresh:
             return []
         _lock_candidates(conn, table, owner, lease_seconds, fresh, expired)
-        claimed = _read_owned(conn, table, owner, _ids(expired + fresh))
+        if method == SKIP_LOCKED:
+            # The locking SELECT read the rows whole; the UPDATE changed only their lease (and
+            # counted the attempt whose lease ran out), so no second read is needed.
+            claimed = [_claimed(table, owner, row, retry_count=row["retry_count"] + 1)
+                       for row in expired]
+            claimed += [_claimed(table, owner, row) for row in fresh]
+        else:
+            claimed = _read_owned(conn, table, owner, _ids(expired + fresh))
         if claimed:
             reclaimed = set(_ids(expired))
             _log_lost_leases(conn, table, [row for row in claimed if row.id in reclaimed])
@@ -237,7 +245,7 @@ def _select_candidates(
         # The range of the (status, [destination,] available_at) index holds only claimable rows:
         # finished rows are never read.
         sql = (
-            f"SELECT id, lease_owner FROM {table.name} WHERE {where} "
+            f"SELECT {_columns(table)} FROM {table.name} WHERE {where} "
             f"ORDER BY available_at LIMIT %s {dialect.for_update_skip_locked}"
         )
         return conn.fetchall(sql, (*params, limit))
@@ -246,7 +254,7 @@ def _select_candidates(
     # oldest rows are taken in order; elsewhere a random sample of a wider window spreads
     # concurrent claimers over different rows.
     spread = 1 if dialect.serializes_writers else CANDIDATE_SPREAD
-    sql = f"SELECT id, lease_owner FROM {table.name} WHERE {where} ORDER BY available_at LIMIT %s"
+    sql = f"SELECT id FROM {table.name} WHERE {where} ORDER BY available_at LIMIT %s"
     rows = conn.fetchall(sql, (*params, limit * spread))
     if len(rows) > limit:
         rows = sorted(random.sample(rows, limit), key=lambda row: row["id"])
@@ -304,6 +312,13 @@ def _lock_candidates(
         conn.execute(sql, (*params, *ids, status))
 
 
+def _columns(table: Table) -> str:
+    return (
+        f"id, message_id, message_type, version, {table.peer_column} AS peer, payload, "
+        "retry_count, attempt_log"
+    )
+
+
 def _read_owned(conn: Connection, table: Table, owner: str, ids: list[int]) -> list[Claimed]:
     if not ids:
         return []
@@ -311,26 +326,29 @@ def _read_owned(conn: Connection, table: Table, owner: str, ids: list[int]) -> l
     # Read back only what this claim owns: with compare-and-set, some candidates may have gone to
     # another claimer. Primary key lookups; the rows are locked by our UPDATE until commit.
     rows = conn.fetchall(
-        f"SELECT id, message_id, message_type, version, {table.peer_column} AS peer, payload, "
-        f"retry_count, attempt_log FROM {table.name} "
+        f"SELECT {_columns(table)} FROM {table.name} "
         f"WHERE id IN ({marks}) AND lease_owner = %s ORDER BY id",
         (*ids, owner),
     )
-    return [
-        Claimed(
-            table=table,
-            id=int(row["id"]),
-            message_id=row["message_id"],
-            message_type=row["message_type"],
-            version=int(row["version"]),
-            peer=row["peer"],
-            envelope=_json(row["payload"]) or {},
-            retry_count=int(row["retry_count"]),
-            owner=owner,
-            attempt_log=_json(row["attempt_log"]) or [],
-        )
-        for row in rows
-    ]
+    return [_claimed(table, owner, row) for row in rows]
+
+
+def _claimed(
+    table: Table, owner: str, row: dict[str, Any], retry_count: int | None = None
+) -> Claimed:
+    return Claimed(
+        table=table,
+        id=int(row["id"]),
+        message_id=row["message_id"],
+        message_type=row["message_type"],
+        version=int(row["version"]),
+        peer=row["peer"],
+        envelope=_json(row["payload"]) or {},
+        retry_count=int(row["retry_count"] if retry_count is None else retry_count),
+        owner=owner,
+        attempt_log=_json(row["attempt_log"]) or [],
+        payload_text=_text(row["payload"]),
+    )
 
 
 def _log_lost_leases(conn: Connection, table: Table, rows: list[Claimed]) -> None:
@@ -418,6 +436,12 @@ def _append_log(
 
 def _ids(rows: list[dict[str, Any]]) -> list[int]:
     return [int(row["id"]) for row in rows]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _json(value: Any) -> Any:

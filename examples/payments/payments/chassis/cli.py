@@ -6,6 +6,9 @@
     routes    list the HTTP endpoints
     worker    handle queued messages and relay the outbox (cron: --max-seconds 55; VPS: --forever)
     dead-letters   list, show, requeue or purge messages that failed for good
+    breakers  list the peers' circuit breakers, or close one by hand
+    keys      generate, rotate, list or retire this service's signing keys
+    token     print a token signed by this service (for scripts and tests)
 
 A new command is a function decorated with `@main.command()` in this module.
 """
@@ -134,9 +137,7 @@ def routes() -> None:
     except GeneratedCodeMissing as exc:
         raise click.ClickException(str(exc)) from None
     rows: list[tuple[Any, ...]] = [("METHOD", "PATH", "STATUS", "HANDLER", "SCOPES")]
-    rows += [
-        (e.method, e.path, e.status, e.name, " ".join(e.scopes) or "-") for e in table
-    ]
+    rows += [(e.method, e.path, e.status, e.name, " ".join(e.scopes) or "-") for e in table]
     rows += [("GET", "/livez", 200, "(health)", "-"), ("GET", "/readyz", 200, "(health)", "-")]
     widths = [max(len(str(row[column])) for row in rows) for column in range(5)]
     for row in rows:
@@ -148,7 +149,7 @@ def routes() -> None:
               help="Stop claiming in time to exit before this budget (for cron every minute).")
 @click.option("--forever", is_flag=True, help="Poll until SIGTERM/Ctrl+C (for a VPS service).")
 @click.option("--once", is_flag=True, help="Process one batch and exit (tests, debugging).")
-@click.option("--batch-size", type=int, default=100, show_default=True,
+@click.option("--batch-size", type=int, default=200, show_default=True,
               help="Messages claimed and handled per transaction.")
 @click.option("--lease-seconds", type=float, default=120.0, show_default=True,
               help="How long a claim lasts; a killed worker's messages come back after it.")
@@ -161,6 +162,7 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
 
     from .events import catalog
     from .logs import configure_logging
+    from .relay import transports
     from .worker import Worker, load_subscribers
 
     settings, db = load_or_exit()
@@ -168,17 +170,22 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
     try:
         runner = Worker(
             db, subscribers=load_subscribers(), catalog=catalog(), settings=settings, log=log,
+            # The outbox goes to each peer's inbox over HTTP (relay.py), behind its breaker.
+            transports=transports(settings, catalog()),
             batch_size=batch_size, lease_seconds=lease_seconds,
             method=settings.get("CLAIM_METHOD", "auto"),
             retention_days=settings.get("MESSAGE_RETENTION_DAYS"),
         )
-    except (GeneratedCodeMissing, ValueError, DatabaseError) as exc:
+    except (GeneratedCodeMissing, ValueError, LookupError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
     # SIGTERM (systemd, kill) and Ctrl+C: finish the batch in hand, then exit.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
-    stats = runner.run(max_seconds=None if forever else max_seconds, forever=forever, once=once,
-                       poll_seconds=poll_seconds)
+    try:
+        stats = runner.run(max_seconds=None if forever else max_seconds, forever=forever,
+                           once=once, poll_seconds=poll_seconds)
+    except DatabaseError as exc:  # unreachable database: say so in one line, exit 1
+        raise click.ClickException(str(exc)) from None
     click.echo(" ".join(f"{key}={value}" for key, value in stats.as_dict().items()), err=True)
 
 
@@ -276,6 +283,144 @@ def dead_letters_purge(ids: tuple[int, ...], everything: bool, table: str | None
     count = purge(db, _tables(table, ids), _selection(ids, message_type, older_than, everything))
     click.echo(f"purged {count} message(s)")
 
+
+@main.command()
+@click.option("--reset", "reset_name", metavar="PEER",
+              help="Close this peer's breaker by hand (you know it is back).")
+def breakers(reset_name: str | None) -> None:
+    """List the peers' circuit breakers (breaker.py), or close one."""
+    from .breaker import BreakerStore
+
+    settings, _db = load_or_exit()
+    store = BreakerStore(settings.database_url, settings.root)
+    if reset_name:
+        if not store.reset(reset_name):
+            raise click.ClickException(f"no breaker named {reset_name!r} (see `breakers`)")
+        click.echo(f"breaker {reset_name} closed")
+        return
+    found = store.states()
+    if not found:
+        click.echo("no breaker has ever opened or counted a failure")
+    for state in found:
+        until = f" until {state.open_until:%Y-%m-%d %H:%M:%S}Z" if state.state == "open" else ""
+        click.echo(f"{state.name}: {state.state}{until}, {state.failures} failure(s) in a row, "
+                   f"last error: {state.last_error or '-'}")
+
+
+# -- service identity: signing keys and tokens (auth.py, keys.py) -----------------------------
+
+
+def identity_or_exit() -> tuple[Any, Any]:
+    """This service's auth config and key directory, from the identity settings alone (keys can
+    be made before the peers' URLs are configured), or a clear message and exit status 1."""
+    from .auth import AUTH_SETTINGS, AuthConfig
+    from .keys import KeyStore
+    from .schemas import load_service
+    from .settings import load_only
+
+    try:
+        values = load_only(name for name, *_ in AUTH_SETTINGS)
+        name = str(load_service()["service"]["name"])
+        config = AuthConfig.from_settings(values, SERVICE_ROOT, name)
+    except (SettingsError, GeneratedCodeMissing, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return config, KeyStore(config.keys_dir)
+
+
+_ALG = click.option("--alg", type=click.Choice(["EdDSA", "RS256"]), default=None,
+                    help="Key algorithm (default: SERVICE_KEY_ALGORITHM, EdDSA).")
+
+
+@main.group()
+def keys() -> None:
+    """This service's signing keys (SERVICE_KEYS_DIR), published at /.well-known/jwks.json."""
+
+
+@keys.command("generate")
+@_ALG
+def keys_generate(alg: str | None) -> None:
+    """Create the first signing key."""
+    from .keys import KeyStoreError
+
+    config, store = identity_or_exit()
+    try:
+        info = store.generate(alg or config.key_algorithm)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"signing key {info.kid} ({info.alg}) created in {store.directory}")
+
+
+@keys.command("rotate")
+@_ALG
+def keys_rotate(alg: str | None) -> None:
+    """Sign with a new key; the previous ones stay published until retired."""
+    from .keys import KeyStoreError
+
+    config, store = identity_or_exit()
+    try:
+        info = store.rotate(alg or config.key_algorithm)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"signing key {info.kid} ({info.alg}) created; the previous keys stay published")
+    click.echo(
+        "retire each one with `keys retire KID` once the tokens it signed have expired", err=True
+    )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List the keys, newest first: signing, published or retired."""
+    from .keys import KeyStoreError, format_keys
+
+    _config, store = identity_or_exit()
+    try:
+        found = store.keys()
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not found:
+        raise click.ClickException(
+            f"no keys in {store.directory}: create one with `python -m {PACKAGE} keys generate`"
+        )
+    click.echo(format_keys(found))
+
+
+@keys.command("retire")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Stop publishing a key and delete its private key: tokens it signed stop verifying."""
+    from .keys import KeyStoreError
+
+    _config, store = identity_or_exit()
+    try:
+        info = store.retire(kid)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"key {info.kid} retired")
+
+
+@main.command()
+@click.option("--scope", "scopes", multiple=True,
+              help='Scopes to grant, space-separated or repeated: --scope "a:read a:write".')
+@click.option("--audience", help="The service the token is for (default: SERVICE_AUDIENCE).")
+@click.option("--subject", help="Who the token speaks for (default: this service's issuer).")
+@click.option("--ttl", type=int, default=300, show_default=True, help="Lifetime in seconds.")
+def token(scopes: tuple[str, ...], audience: str | None, subject: str | None, ttl: int) -> None:
+    """Print a token signed by this service, for scripts and tests."""
+    from .keys import KeyStoreError, mint_token
+
+    config, store = identity_or_exit()
+    try:
+        minted = mint_token(
+            store,
+            issuer=config.issuer,
+            audience=audience or config.audience,
+            subject=subject or config.issuer,
+            scopes=[scope for value in scopes for scope in value.split()],
+            ttl=ttl,
+        )
+    except (KeyStoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(minted)
 
 def run() -> None:
     """Entry point of `python -m <package>`."""

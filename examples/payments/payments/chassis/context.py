@@ -18,7 +18,8 @@ from typing import Any
 
 from flask import current_app
 
-from . import events, outbox, queue
+from . import events, outbox, peers, queue
+from .auth import Identity
 from .db import Connection, Database
 from .logs import traceparent
 from .settings import Settings
@@ -49,7 +50,7 @@ class Context:
     log: logging.Logger | logging.LoggerAdapter
     request_id: str
     trace_id: str
-    identity: Any  # the authenticated caller; None until authentication is configured
+    identity: Identity | None  # the verified caller (auth.py); None outside a request
     settings: Settings
 
     @property
@@ -62,6 +63,18 @@ class Context:
     outgoing: outbox.Outgoing = field(default_factory=outbox.Outgoing)
     # The messages of the spec (`_generated/service.json`), for validating what is published.
     catalog: events.Catalog = field(default_factory=events.catalog)
+    # The typed clients of the peers this service calls, made on first use of `peers` and kept
+    # for the whole run: the Idempotency-Keys of its calls are numbered within it.
+    _peers: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def peers(self) -> Any:
+        """Typed clients of the peers the spec says this service calls, from
+        `_generated/peers.py`: `ctx.peers.payments.capture_payment(order_id=..., ...)`. Each call
+        has a timeout, safe retries and the peer's circuit breaker (see chassis/peers.py)."""
+        if self._peers is None:
+            self._peers = peers.bind(self)
+        return self._peers
 
     def publish(self, message_type: str, version: int, data: Any) -> dict[str, Any]:
         """Publish `data` as `message_type` version `version` to every peer the spec sends it to,

@@ -249,9 +249,15 @@ def redact(url: str) -> str:
 class Database:
     """A database named by URL, with per-thread connection reuse."""
 
-    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        base_dir: Path | None = None,
+        ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS,
+    ) -> None:
         self.url = url
         self.config = DatabaseURL.parse(url, base_dir)
+        self.ping_after_idle_seconds = ping_after_idle_seconds
         self._local = threading.local()
         self._dialect: Dialect | None = SQLiteDialect() if self.config.dialect == "sqlite" else None
         self._dialect_lock = threading.Lock()
@@ -338,7 +344,8 @@ class Database:
             # Inherited across fork (a pre-forking server): the socket is shared with the
             # parent, so it is abandoned without closing it (closing would end the parent's).
             pooled = None
-        if pooled is not None and time.monotonic() - pooled.last_used > PING_AFTER_IDLE_SECONDS:
+        idle = time.monotonic() - pooled.last_used if pooled is not None else 0.0
+        if pooled is not None and idle >= self.ping_after_idle_seconds:
             if not self._alive(pooled.raw):
                 self._close_quietly(pooled.raw)
                 pooled = None

@@ -40,9 +40,9 @@ class Check:
         entry: dict[str, Any] = {
             "componentType": self.component_type,
             "status": self.status,
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace(
-                "+00:00", "Z"
-            ),
+            "time": dt.datetime.now(dt.timezone.utc)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
         }
         if self.observed_value is not None:
             entry["observedValue"] = self.observed_value

@@ -43,7 +43,7 @@ from flask import Flask, Response, current_app, g, request
 
 from .db import Connection, Database, utcnow
 from .problems import Problem
-from .ratelimit import client_id, request_address
+from .ratelimit import client_id, enforce, request_address
 
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -201,11 +201,25 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    def claim(self, *, client: str, key: str, endpoint: str, fingerprint: str) -> Claim | Replay:
+    _statements: tuple[str, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def claim(
+        self,
+        *,
+        client: str,
+        key: str,
+        endpoint: str,
+        fingerprint: str,
+        admit: Callable[[Connection], None] | None = None,
+    ) -> Claim | Replay:
         """Take the key for this request, or return the stored response of its first use.
 
         Raises a 422 Problem when the key was first used for a different request, and a 409
-        Problem (with Retry-After) while that first request is still running.
+        Problem (with Retry-After) while that first request is still running. `admit(conn)`,
+        when given, runs first in the claim's transaction (the rate limit check: one commit
+        for both); an exception from it leaves the key untouched.
         """
         now = self.clock()
         owner = uuid.uuid4().hex
@@ -218,48 +232,15 @@ class IdempotencyKeys:
             "now": now,
             "lease_until": now + dt.timedelta(seconds=self.lease_seconds),
         }
-        # Why this is safe under concurrency: one upsert inserts the row or locks the existing one
-        # (InnoDB row lock on the primary key; SQLite's write lock), so concurrent claims of one
-        # key run one after another. A row is taken over only once `reclaimable_at` has passed
-        # (lease of a dead request, or retention of a finished one); otherwise it is left as it
-        # is, and the read-back (same transaction, lock still held) shows who owns the key.
-        # Every assignment reads only reclaimable_at, which is written last (MySQL evaluates the
-        # list left to right, SQLite against the old row).
-        take_over = "reclaimable_at <= %(now)s"
-        replaced = {
-            "owner": "%(owner)s",
-            "endpoint": "%(endpoint)s",
-            "fingerprint": "%(fingerprint)s",
-            "state": f"'{RUNNING}'",
-            "response_status": "NULL",
-            "response_headers": "NULL",
-            "response_body": "NULL",
-            "created_at": "%(now)s",
-            "reclaimable_at": "%(lease_until)s",
-        }
-        dialect = self.db.dialect
-        upsert = dialect.upsert_computed_sql(
-            TABLE,
-            {"client": "%(client)s", "idempotency_key": "%(key)s", **replaced},
-            ["client", "idempotency_key"],
-            {
-                column: f"CASE WHEN {take_over} THEN {value} ELSE {column} END"
-                for column, value in replaced.items()
-            },
-        )
-        columns = ["owner", "fingerprint", "state", "response_status", "response_headers",
-                   "response_body"]
-        returning = dialect.returning_sql(columns)
+        upsert, read_back = self._sql()
 
         def run(conn: Connection) -> dict[str, Any] | None:
-            if returning:
-                return conn.fetchone(f"{upsert} {returning}", params)
-            conn.execute(upsert, params)
-            return conn.fetchone(
-                f"SELECT {', '.join(columns)} FROM {TABLE} "
-                "WHERE client = %(client)s AND idempotency_key = %(key)s",
-                params,
-            )
+            if admit is not None:
+                admit(conn)
+            if read_back:
+                conn.execute(upsert, params)
+                return conn.fetchone(read_back, params)
+            return conn.fetchone(upsert, params)
 
         row = self.db.run_in_transaction(run)
         if row is None:  # cannot happen: the upsert leaves the row in place until commit
@@ -289,6 +270,53 @@ class IdempotencyKeys:
             title="Idempotency-Key In Use",
             headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
         )
+
+    def _sql(self) -> tuple[str, str]:
+        """The claim's upsert, and the SELECT that reads its row back where the server has no
+        RETURNING ("" where it has). Built once: they depend only on the dialect."""
+        if self._statements is None:
+            # Why this is safe under concurrency: one upsert inserts the row or locks the
+            # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
+            # concurrent claims of one key run one after another. A row is taken over only once
+            # `reclaimable_at` has passed (lease of a dead request, retention of a finished
+            # one); otherwise it is left as it is, and RETURNING, or the read-back under the
+            # same lock, shows who owns the key. Every assignment reads only reclaimable_at,
+            # which is written last (MySQL evaluates the list left to right, SQLite on the old
+            # row).
+            take_over = "reclaimable_at <= %(now)s"
+            replaced = {
+                "owner": "%(owner)s",
+                "endpoint": "%(endpoint)s",
+                "fingerprint": "%(fingerprint)s",
+                "state": f"'{RUNNING}'",
+                "response_status": "NULL",
+                "response_headers": "NULL",
+                "response_body": "NULL",
+                "created_at": "%(now)s",
+                "reclaimable_at": "%(lease_until)s",
+            }
+            dialect = self.db.dialect
+            upsert = dialect.upsert_computed_sql(
+                TABLE,
+                {"client": "%(client)s", "idempotency_key": "%(key)s", **replaced},
+                ["client", "idempotency_key"],
+                {
+                    column: f"CASE WHEN {take_over} THEN {value} ELSE {column} END"
+                    for column, value in replaced.items()
+                },
+            )
+            columns = ["owner", "fingerprint", "state", "response_status", "response_headers",
+                       "response_body"]
+            returning = dialect.returning_sql(columns)
+            if returning:
+                self._statements = (f"{upsert} {returning}", "")
+            else:
+                read_back = (
+                    f"SELECT {', '.join(columns)} FROM {TABLE} "
+                    "WHERE client = %(client)s AND idempotency_key = %(key)s"
+                )
+                self._statements = (upsert, read_back)
+        return self._statements
 
     def complete(
         self, conn: Connection, claim: Claim, status: int, headers: Mapping[str, str], body: str
@@ -372,15 +400,24 @@ def request_key() -> str:
     return parse_key(request.headers.get(KEY_HEADER))
 
 
-def run_once(endpoint_name: str, status: int, key: str, run: Callable[[Finish], Any]) -> Response:
+def run_once(
+    endpoint_name: str,
+    status: int,
+    key: str,
+    run: Callable[[Finish], Any],
+    rate_limit: str | None = None,
+) -> Response:
     """Answer the current request at most once per key.
 
     `run(finish)` runs the handler in its transaction and must call `finish(conn, body)` before
     committing; it returns the response body. A replay returns the stored response instead of
-    calling `run`; a failure of `run` releases the key and propagates.
+    calling `run`; a failure of `run` releases the key and propagates. The request is counted
+    against `rate_limit` (the endpoint's policy) in the transaction that claims the key: one
+    commit for both, and a refused request (429) never touches the key.
     """
     keys: IdempotencyKeys = current_app.extensions[EXTENSION]
     outcome = keys.claim(
+        admit=(lambda conn: enforce(rate_limit, conn)) if rate_limit else None,
         client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
         key=key,
         endpoint=endpoint_name,

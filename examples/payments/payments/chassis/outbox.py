@@ -11,7 +11,10 @@ destination in the spec's `to:` list. The buffer (`Outgoing`) is written with on
 INSERT per table just before the transaction commits, so the change and its messages are stored
 together or not at all. A message the service also subscribes to itself (`from:` its own name)
 goes into its own queue as well; a message with no destination and no local subscriber is
-validated and then has nobody to go to, so nothing is stored.
+validated and then has nobody to go to, so nothing is stored. During a migration between
+versions, one publish writes several: `publish_also: [1]` on version 2 in the spec makes
+`ctx.publish("order.created", 2, data)` publish version 1 too, converted by the user's
+`handlers/order_created_v2_to_v1.py`.
 
 Delivery goes through a transport per destination: `deliver(rows) -> {row id: None | error}`.
 `relay_batch` claims a destination's rows (the same claim as the queue, see claim.py), hands them
@@ -21,6 +24,8 @@ a destination with no transport wait, NEW, until one is configured.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -30,12 +35,23 @@ from typing import Any
 from . import queue
 from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_exception, fail
 from .db import Connection, Database, retry_on_deadlock
-from .events import Catalog, envelope, parse_event_type
+from .events import Catalog, MessageError, envelope, parse_event_type
 
 #: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
-#: None when the peer accepted it or the error text when it did not. Rows missing from the answer
-#: count as failed. Raising fails the whole batch with that error.
+#: None when the peer accepted it or the error text when it did not (a `Rejected` text when the
+#: peer refused it for good). Rows missing from the answer count as failed. Raising fails the
+#: whole batch with that error.
 Deliver = Callable[[list[Claimed]], Mapping[int, str | None]]
+
+
+class Rejected(str):
+    """A transport's answer for a row the peer refused for good (it will never accept the message
+    as it is, e.g. its inbox does not subscribe to it): the row becomes a dead letter at once,
+    with this text as its error, instead of being retried."""
+
+
+#: Converts the data of one version of a message to another (see `publish_also` in `publish`).
+Converter = Callable[[dict[str, Any]], dict[str, Any]]
 
 COLUMNS = (
     "message_id",
@@ -109,12 +125,56 @@ def publish(
     data: Any,
     *,
     traceparent: str,
+    converters: Mapping[tuple[str, int, int], Converter] | None = None,
 ) -> dict[str, Any]:
     """Validate `data` as (type, version) and buffer it for every receiver; return the CloudEvent.
 
-    Raises `events.InvalidMessage` naming the field when the data breaks the schema, and
-    `events.UnknownMessage` when the spec does not declare the message version.
+    When the spec lists other versions under the version's `publish_also` (a migration between
+    versions), each is published too, in the same transaction: converted from `data` by the
+    user's converter (`_generated/converters.py` unless `converters` is given) and validated
+    against its own schema. Only the version asked for is returned.
+
+    Raises `events.InvalidMessage` naming the field when the data (or a converted version)
+    breaks the schema, and `events.UnknownMessage` when the spec does not declare the message
+    version.
     """
+    event = _publish_one(outgoing, catalog, type_, version, data, traceparent=traceparent)
+    for target in publish_also(catalog, type_, version):
+        table = load_converters() if converters is None else converters
+        convert = table.get((type_, version, target))
+        if convert is None:
+            raise MessageError(
+                f"{type_} v{version} is also published as v{target} (publish_also), but no "
+                f"converter is registered for it: run `shoestring generate`"
+            )
+        converted = convert(copy.deepcopy(event["data"]))
+        _publish_one(outgoing, catalog, type_, target, converted, traceparent=traceparent)
+    return event
+
+
+def publish_also(catalog: Catalog, type_: str, version: int) -> list[int]:
+    """The other versions published whenever (type, version) is (the spec's `publish_also`)."""
+    versions = (catalog.messages.get(type_) or {}).get("versions") or {}
+    return [int(target) for target in (versions.get(str(version)) or {}).get("publish_also", [])]
+
+
+@functools.cache
+def load_converters() -> Mapping[tuple[str, int, int], Converter]:
+    """CONVERTERS from `_generated/converters.py` (it imports the user's converter modules)."""
+    from .._generated import converters
+
+    return converters.CONVERTERS
+
+
+def _publish_one(
+    outgoing: Outgoing,
+    catalog: Catalog,
+    type_: str,
+    version: int,
+    data: Any,
+    *,
+    traceparent: str,
+) -> dict[str, Any]:
     data = catalog.check_published(type_, version, data)
     event = envelope(
         source=catalog.service,
@@ -181,7 +241,7 @@ def relay_batch(
             result.delivered = complete(conn, delivered)
             result.retried = result.dead = 0
             for row, error in failed:
-                last = policy.gives_up_after(row.attempt)
+                last = policy.gives_up_after(row.attempt) or isinstance(error, Rejected)
                 if fail(conn, row, error, retry_in=None if last else policy.delay(row.attempt)):
                     if last:
                         result.dead += 1

@@ -76,9 +76,7 @@ def _title(status: int) -> str:
 
 def problem_response(problem: Problem) -> Response:
     """The HTTP response for a problem."""
-    response = Response(
-        json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON
-    )
+    response = Response(json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_JSON)
     for name, value in problem.headers.items():
         response.headers[name] = value
     return response

@@ -73,24 +73,30 @@ def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
         # Every endpoint needs a valid token with all its scopes (401/403 otherwise), before
         # anything else looks at the request.
         g.identity = auth.authenticate(endpoint.scopes)
-        # After authentication (which sets g.identity): a `client` limit counts per token.
-        ratelimit.enforce(endpoint.rate_limit)
-        key = idempotency.request_key() if endpoint.idempotent else None
-        data = request_data(endpoint, path_values)
-        errors = validation_errors(endpoint.request_validator, data)
-        if errors:
-            raise Problem(
-                422,
-                f"the request does not match what {endpoint.name} accepts: fix the fields "
-                "listed in `errors`",
-                errors=errors,
-            )
-        if key is not None:  # claim the key, replay its response, or run and store
+        # After authentication (which sets g.identity): a `client` limit counts per token. An
+        # idempotent request is counted in the transaction that claims its key (one commit
+        # fewer), or here when it is refused before that.
+        deferred_limit = endpoint.rate_limit if endpoint.idempotent else None
+        if deferred_limit is None:
+            ratelimit.enforce(endpoint.rate_limit)
+        with ratelimit.counting_refusals(deferred_limit):
+            key = idempotency.request_key() if endpoint.idempotent else None
+            data = request_data(endpoint, path_values)
+            errors = validation_errors(endpoint.request_validator, data)
+            if errors:
+                raise Problem(
+                    422,
+                    f"the request does not match what {endpoint.name} accepts: fix the fields "
+                    "listed in `errors`",
+                    errors=errors,
+                )
+        if key is not None:  # count, claim the key, replay its response, or run and store
             return idempotency.run_once(
                 endpoint.name,
                 endpoint.status,
                 key,
                 lambda finish: run_handler(endpoint, handler, data, before_commit=finish),
+                rate_limit=deferred_limit,
             )
         body = run_handler(endpoint, handler, data)
         return json_response(body, endpoint.status)
@@ -137,8 +143,11 @@ def run_handler(
                     actor=getattr(ctx.identity, "subject", None),
                     request_id=ctx.request_id,
                     trace_id=ctx.trace_id,
-                    detail={"method": endpoint.method, "path": request.path,
-                            "status": endpoint.status},
+                    detail={
+                        "method": endpoint.method,
+                        "path": request.path,
+                        "status": endpoint.status,
+                    },
                 )
             ctx.flush_messages()
             if before_commit is not None:

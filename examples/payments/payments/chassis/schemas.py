@@ -154,7 +154,7 @@ _FORMAT_EXAMPLES = {
     "uuid": "a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6",
     "date-time": "an RFC 3339 date-time such as 2024-05-01T12:30:00Z",
     "date": "a date such as 2024-05-01",
-    "decimal": "a decimal number written as a string, such as \"12.50\"",
+    "decimal": 'a decimal number written as a string, such as "12.50"',
 }
 
 

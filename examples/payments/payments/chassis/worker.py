@@ -21,6 +21,7 @@ Delivery is at least once; the effect is exactly once. For each batch the worker
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -44,12 +45,13 @@ from .events import Catalog, MessageError
 from .housekeeping import purge_done
 from .logs import bound_ids, new_trace_id, trace_id_from
 from .outbox import Deliver, Outgoing, pending, relay_batch
+from .relay import PeerTransport
 from .schemas import GENERATED_DIR, GeneratedCodeMissing
 from .settings import Settings
 
 Handler = Callable[[Context, Any], Any]
 
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 200
 DEFAULT_LEASE_SECONDS = 120.0
 DEFAULT_POLL_SECONDS = 1.0
 HOUSEKEEPING_EVERY_SECONDS = 300.0
@@ -174,6 +176,8 @@ class Worker:
         rows were claimed (0: nothing to do right now)."""
         claimed = self.process_queue_batch()
         for destination, deliver in self.transports.items():
+            if isinstance(deliver, PeerTransport) and not deliver.ready():
+                continue  # the peer's circuit breaker is open: its rows wait, spending no attempt
             result = relay_batch(
                 self.db, destination, deliver,
                 policy=self.catalog.default_policy(), batch_size=self.batch_size,
@@ -258,10 +262,12 @@ class Worker:
                     raise LeaseLost(QUEUE, [row.id for row in rows], rows[0].owner)
                 outgoing = Outgoing()
                 for job in jobs:
-                    self._call(conn, job, outgoing)
+                    self._call(conn, job.row, job.handler, job.data, outgoing)
                 outgoing.flush(conn)  # everything the batch published: one INSERT per table
 
-        retry_on_deadlock(attempt, self.db.dialect, attempts=2)
+        # No retry here, not even of a deadlock: the handlers may have changed their data, and
+        # the one-by-one run that follows any failure retries with data parsed afresh.
+        attempt()
 
     def _run_alone(self, job: Job) -> None:
         def attempt() -> None:
@@ -269,7 +275,7 @@ class Worker:
                 if complete(conn, [job.row]) != 1:
                     raise LeaseLost(QUEUE, [job.row.id], job.row.owner)
                 outgoing = Outgoing()
-                self._call(conn, job, outgoing)
+                self._call(conn, job.row, job.handler, _fresh_data(job), outgoing)
                 outgoing.flush(conn)
 
         try:
@@ -283,8 +289,9 @@ class Worker:
         else:
             self.stats.handled += 1
 
-    def _call(self, conn: Connection, job: Job, outgoing: Outgoing) -> None:
-        row = job.row
+    def _call(
+        self, conn: Connection, row: Claimed, handler: Handler, data: Any, outgoing: Outgoing
+    ) -> None:
         trace_id = trace_id_from(row.envelope.get("traceparent")) or new_trace_id()
         ctx = Context(
             db=conn,
@@ -297,8 +304,7 @@ class Worker:
             catalog=self.catalog,
         )
         with bound_ids(row.message_id, trace_id):
-            # A copy: when the batch is re-run one by one, each handler sees the data unchanged.
-            job.handler(ctx, copy.deepcopy(job.data))
+            handler(ctx, data)
 
     def _record_failure(self, row: Claimed, exc: BaseException) -> None:
         policy = self.catalog.retry_policy(row.message_type, row.version)
@@ -364,6 +370,13 @@ class Worker:
 
 
 LEASE_EXPIRED_NOTE = "the lease ran out each time (the worker was killed, or ran out of time)"
+
+
+def _fresh_data(job: Job) -> Any:
+    """The job's data as it was stored: a handler in a failed batch may have changed its copy."""
+    if job.row.payload_text:
+        return json.loads(job.row.payload_text).get("data")
+    return copy.deepcopy(job.data)
 
 
 def load_subscribers() -> Mapping[tuple[str, int], Handler]:

@@ -28,7 +28,7 @@ import jwt
 import pytest
 from conftest import settings_for
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from werkzeug.serving import make_server
 
 from orders import create_app
@@ -316,6 +316,54 @@ def test_peer_pinned_in_a_key_file(make_service, tmp_path, peer, form):
     assert_refused(svc, svc.call(sign(other, claims(iss=PINNED))))
 
 
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
+def test_user_token_of_an_oidc_provider_is_accepted(make_service, jwks_server, alg):
+    """An OIDC provider: a URL as issuer, several keys, its own kids and algorithms."""
+    issuer = jwks_server.url("/realms/shop")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    published = [
+        {**keys.public_jwk(rsa_key.public_key()), "kid": "rsa-1", "alg": "RS256", "use": "sig"},
+        {**keys.public_jwk(rsa_key.public_key()), "kid": "rsa-pss", "alg": "PS256"},
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "ec-1"},
+        {"kty": "RSA", "kid": "enc-1", "use": "enc", "n": "AQAB", "e": "AQAB"},
+    ]
+    jwks_server.documents["/realms/shop/certs"] = {"keys": published}
+    svc = make_service(
+        TRUSTED_ISSUERS=json.dumps(
+            [{"issuer": issuer, "jwks_url": jwks_server.url("/realms/shop/certs")}]
+        )
+    )
+    kid, key = {
+        "RS256": ("rsa-1", rsa_key),
+        "PS256": ("rsa-pss", rsa_key),
+        "ES256": ("ec-1", ec_key),
+    }[alg]
+    token = jwt.encode(
+        claims(
+            iss=issuer,
+            sub="user-42",
+            aud=[NAME, "account"],
+            azp="shop-web",
+            scope=...,
+            scp=["openid", "probe:read"],
+        ),
+        key,
+        algorithm=alg,
+        headers={"kid": kid, "typ": "at+jwt"},
+    )
+    assert svc.call(token).status == 200
+    (identity,) = svc.handled
+    assert identity.issuer == issuer and identity.subject == "user-42"
+    assert identity.client_id == "shop-web"
+    # The same provider cannot reach this service with another provider's issuer name.
+    svc.handled.clear()
+    assert_refused(
+        svc,
+        svc.call(jwt.encode(claims(iss=issuer + "/"), key, algorithm=alg, headers={"kid": kid})),
+    )
+
+
 def test_token_within_the_leeway_is_accepted(service):
     now = int(time.time())
     token = sign(service.store, claims(exp=now - 10, nbf=now + 10, iat=now + 10))
@@ -593,7 +641,9 @@ def test_redirect_of_the_jwks_url_is_not_followed(service, peer, jwks_server):
     assert jwks_server.hits["/elsewhere/jwks.json"] == 0
 
 
-def test_unreachable_peer_is_401_and_known_keys_keep_working(make_service, peer, jwks_server):
+def test_unreachable_peer_is_401_and_known_keys_keep_working(
+    make_service, peer, jwks_server, caplog
+):
     jwks_server.documents["/peer/jwks.json"] = peer.jwks()
     svc = make_service(
         TRUSTED_ISSUERS=f"{PEER}={jwks_server.url('/peer/jwks.json')}",
@@ -606,6 +656,7 @@ def test_unreachable_peer_is_401_and_known_keys_keep_working(make_service, peer,
     jwks_server.close()  # the peer goes down
     time.sleep(1.05)  # the cached JWKS is stale: a refetch is due and fails
     assert svc.call(token).status == 200  # the keys fetched last still verify
+    assert "cannot fetch the JWKS at http://127.0.0.1" in caplog.text
     other = keys.KeyStore(peer.directory.parent / "other-peer")
     other.generate()
     svc.handled.clear()

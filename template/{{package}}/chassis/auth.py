@@ -156,6 +156,7 @@ class Identity:
         return self.subject
 
     def has_scopes(self, required: Iterable[str]) -> bool:
+        """Whether every scope of `required` is granted (for checks a handler makes itself)."""
         return all(scope in self.scopes for scope in required)
 
 

@@ -186,7 +186,8 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
                            once=once, poll_seconds=poll_seconds)
     except DatabaseError as exc:  # unreachable database: say so in one line, exit 1
         raise click.ClickException(str(exc)) from None
-    click.echo(" ".join(f"{key}={value}" for key, value in stats.as_dict().items()), err=True)
+    if any(stats.as_dict().values()) or once:
+        click.echo(" ".join(f"{key}={value}" for key, value in stats.as_dict().items()), err=True)
 
 
 @main.group("dead-letters")

@@ -16,9 +16,11 @@ An endpoint marked `idempotent: true` in the spec requires an `Idempotency-Key` 
 
 Concurrency, step by step (table `idempotency_keys`, migration 0011):
 
-1. `claim` upserts the (client, key) row in its own short transaction, marking it RUNNING with a
-   lease and a random owner token. The primary key makes two concurrent claims of one key
-   serialize on that row; the one that comes second finds RUNNING and answers 409.
+1. `claim` upserts the (client, key) row in its own short transaction (which also counts the
+   request against the endpoint's rate limit), marking it RUNNING with a lease and a random
+   owner token. The primary key makes two concurrent claims of one key serialize on that row;
+   the one that comes second finds RUNNING and answers 409. (On SQLite, which has one writer at
+   a time, it waits for the first request's transaction to commit and replays its response.)
 2. The handler's transaction runs the business writes and `complete`, which stores the response
    and marks the row DONE, fenced on the owner token: if the lease ran out and a retry took the
    key over, `complete` fails, the transaction rolls back, and the effect still happens once.

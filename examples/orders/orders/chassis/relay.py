@@ -14,9 +14,10 @@ of claim.py, shared with the queue). In each pass of the worker, per peer:
    them as a CloudEvents batch to `{PEER_URL}/v1/inbox` (inbox.py) with a short-lived token of
    this service (audience: the peer's name, scope `inbox:deliver`), in requests of at most
    RELAY_MAX_BATCH_BYTES, each with a timeout (RELAY_TIMEOUT_SECONDS).
-3. The inbox answers per message. Accepted and duplicate rows are marked delivered (fenced on
-   the lease); a rejected row becomes a dead letter at once, with the peer's reason; any other
-   outcome is a failed attempt, retried with backoff, dead-lettered after the last one.
+3. The inbox answers per message. Accepted, duplicate and ignored rows (a version the peer does
+   not read) are marked delivered (fenced on the lease); a rejected row becomes a dead letter at
+   once, with the peer's reason; any other outcome is a failed attempt, retried with backoff,
+   dead-lettered after the last one.
 
 What goes wrong, and what it costs:
 
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 # Answers after which nothing at all can be delivered until someone changes a configuration: the
 # peer does not trust this service's token (401, 403), or the URL has no inbox (404, 405).
 REFUSING_STATUSES = frozenset({401, 403, 404, 405})
-ACCEPTED = frozenset({"accepted", "duplicate"})
+ACCEPTED = frozenset({"accepted", "duplicate", "ignored"})  # "ignored": a version it does not read
 
 
 @dataclass
@@ -216,7 +217,9 @@ class PeerTransport:
     def _read_results(self, rows: list[Claimed], answer: bytes) -> dict[int, str | None]:
         try:
             results = json.loads(answer)["results"]
-            by_id = {item["id"]: item for item in results if isinstance(item, dict) and "id" in item}
+            by_id = {
+                item["id"]: item for item in results if isinstance(item, dict) and "id" in item
+            }
         except (ValueError, KeyError, TypeError) as exc:
             error = f"{self.peer}'s inbox answered 200 with a body it should not send ({exc})"
             return {row.id: error for row in rows}

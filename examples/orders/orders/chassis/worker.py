@@ -168,7 +168,9 @@ class Worker:
         if not forever and not once and not self.stopping and time_left:
             self.housekeeping()
         self._note_waiting_outbox()
-        self.log.info("worker.stopped", extra={"stats": self.stats.as_dict()})
+        # A cron run that found nothing to do says so only at DEBUG: one line a minute is noise.
+        level = logging.INFO if any(self.stats.as_dict().values()) else logging.DEBUG
+        self.log.log(level, "worker.stopped", extra={"stats": self.stats.as_dict()})
         return self.stats
 
     def work_once(self) -> int:

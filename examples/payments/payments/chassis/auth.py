@@ -156,6 +156,7 @@ class Identity:
         return self.subject
 
     def has_scopes(self, required: Iterable[str]) -> bool:
+        """Whether every scope of `required` is granted (for checks a handler makes itself)."""
         return all(scope in self.scopes for scope in required)
 
 
@@ -506,8 +507,11 @@ def parse_jwks(data: Any, origin: str) -> dict[str, VerificationKey]:
             key = verification_key(jwk)
         except (ValueError, KeyStoreError) as exc:
             log.warning(
-                "auth.jwks_key_skipped",
-                extra={"origin": origin, "index": index, "reason": str(exc)},
+                "key %d of the JWKS of %s is skipped: %s",
+                index,
+                origin,
+                exc,
+                extra={"jwks": origin, "reason": str(exc)},
             )
             continue
         keys.setdefault(key.kid, key)
@@ -564,7 +568,10 @@ class PinnedKeys:
             except (OSError, ValueError) as exc:
                 # Keep the keys read last: a half-copied file must not lock every caller out.
                 log.error(
-                    "auth.key_file_unreadable", extra={"path": str(self.path), "reason": str(exc)}
+                    "cannot read the key file %s (the keys read before stay in use): %s",
+                    self.path,
+                    exc,
+                    extra={"jwks": str(self.path), "reason": str(exc)},
                 )
             return _pick(self._keys, kid)
 
@@ -637,7 +644,12 @@ class RemoteJwks:
             self._keys = parse_jwks(self._fetch(), self.url)
             self._fetched_at = now
         except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
-            log.warning("auth.jwks_fetch_failed", extra={"url": self.url, "reason": str(exc)})
+            log.warning(
+                "cannot fetch the JWKS at %s (the keys fetched before stay in use): %s",
+                self.url,
+                exc,
+                extra={"jwks": self.url, "reason": str(exc)},
+            )
 
     def _fetch(self) -> Any:
         req = urllib.request.Request(self.url, headers={"Accept": "application/json"})
@@ -711,7 +723,7 @@ class Verifier:
         try:
             key = source.find(kid)
         except KeyStoreError as exc:
-            log.error("auth.keystore_failed", extra={"reason": str(exc)})
+            log.error("this service's key directory cannot be read: %s", exc)
             key = None
         if key is None:
             raise InvalidToken(
@@ -822,8 +834,10 @@ def authenticate(required_scopes: Sequence[str]) -> Identity:
         return verifier.authenticate(request.headers.get("Authorization"), required_scopes)
     except AuthError as exc:
         log.info(
-            "auth.refused",
-            extra={"status": exc.status, "reason": exc.detail, "path": request.path},
+            "token refused (%d): %s",
+            exc.status,
+            exc.detail,
+            extra={"status": exc.status, "reason": exc.detail},
         )
         raise
 
@@ -833,7 +847,7 @@ def jwks_view() -> Response:
     try:
         body = verifier.store.jwks()
     except KeyStoreError as exc:
-        log.error("auth.keystore_failed", extra={"reason": str(exc)})
+        log.error("this service's key directory cannot be read: %s", exc)
         body = {"keys": []}
     response = Response(json.dumps(body, sort_keys=True), mimetype="application/json")
     # Peers cache the JWKS themselves and refetch on an unknown kid; a short HTTP cache is enough.

@@ -287,15 +287,16 @@ class Breaker:
 
     def failed(self, permit: Permit, error: str, retry_after: float | None = None) -> bool:
         """The peer could not be reached, timed out, or said it is unavailable. `retry_after`:
-        the peer's Retry-After, which opens the breaker at once for that long. Returns True when
-        this failure opened the breaker."""
+        the peer's Retry-After, which opens the breaker at once for exactly that long (capped at
+        MAX_RETRY_AFTER_SECONDS). Returns True when this failure opened the breaker."""
         error = error[:ERROR_TEXT_LIMIT]
         wait = None if retry_after is None else min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+        # The peer's own word on when to come back wins over the policy's guess.
         if permit.trial:
-            cool = max(self.policy.cool_down(permit.trips), wait or 0.0)
+            cool = self.policy.cool_down(permit.trips) if wait is None else wait
             opened = self.store.run(lambda conn: self._reopen(conn, permit, error, cool))
         else:
-            cool = max(self.policy.cool_down(0), wait or 0.0)
+            cool = self.policy.cool_down(0) if wait is None else wait
             opened = self.store.run(lambda conn: self._count(conn, error, cool, wait is not None))
         if opened:
             log.warning(

@@ -26,7 +26,9 @@ For each message, in the order sent:
 - the envelope must be a CloudEvent 1.0 with an id of at most 64 characters, a `type` carrying
   its major version (`order.created.v1`), and `source` equal to the sender: a service delivers
   only its own messages;
-- this service must subscribe to that (type, version) `from:` the sender;
+- this service must subscribe to that (type, version) `from:` the sender; a version it does
+  not read of a type it reads from the sender is `ignored` (acknowledged, not stored: during a
+  migration the publisher sends several versions, see `publish_also`);
 - the data must match the subscription's schema;
 - it is then stored in `message_queue` for the worker, deduplicated on (source, id): a message
   delivered again (the sender never got our answer) is a `duplicate`, stored once.
@@ -61,6 +63,9 @@ MAX_MESSAGES = 1000
 MAX_ID_LENGTH = 64  # message_queue.message_id
 MAX_SOURCE_LENGTH = 200  # message_queue.source
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+# A version of a message this service reads from the sender, but not this version: during a
+# migration the publisher sends several (`publish_also`), each receiver keeps those it reads.
+IGNORED = "ignored"
 
 
 def install(app: Flask, catalog: Catalog | None = None) -> None:
@@ -96,6 +101,8 @@ def receive() -> Response:
         reason = check(catalog, sender, event)
         if reason is None:
             acceptable.append((result, event))
+        elif reads_another_version(catalog, sender, event):
+            result.update(status=IGNORED, detail=reason)
         else:
             result.update(status=REJECTED, detail=reason)
         results.append(result)
@@ -151,7 +158,25 @@ def check(catalog: Catalog, sender: str, event: Any) -> str | None:
     return None
 
 
-def store(db: Any, sender: str, acceptable: list[tuple[dict[str, Any], dict[str, Any]]]) -> set[str]:
+def reads_another_version(catalog: Catalog, sender: str, event: Any) -> bool:
+    """True for a well-formed message from `sender` whose type this service subscribes to from
+    it in other versions only: it is acknowledged and dropped (`ignored`), not dead-lettered."""
+    if not isinstance(event, dict) or event.get("source") != sender:
+        return False
+    if event.get("specversion") != "1.0" or not isinstance(event.get("id"), str):
+        return False
+    try:
+        type_, version = parse_event_type(str(event.get("type") or ""))
+    except MessageError:
+        return False
+    read = [int(s["version"]) for s in catalog.subscriptions
+            if s["message"] == type_ and s.get("from") == sender]
+    return bool(read) and version not in read
+
+
+def store(
+    db: Any, sender: str, acceptable: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> set[str]:
     """Insert the acceptable messages into the queue in one transaction; return the ids that
     were new (the others were there already)."""
     events = [event for _result, event in acceptable]
@@ -176,7 +201,7 @@ def _known_ids(conn: Connection, sender: str, ids: list[str]) -> set[str]:
 
 
 def _log(sender: str, results: list[dict[str, Any]]) -> None:
-    counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
+    counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0, IGNORED: 0}
     for result in results:
         counts[result["status"]] += 1
     log.info("inbox.received", extra={"sender": sender, **counts})

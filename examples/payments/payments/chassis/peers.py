@@ -620,6 +620,10 @@ def _query(data: Mapping[str, Any]) -> dict[str, Any]:
 class PeersBase:
     """`ctx.peers`: the generated `Peers` class sets one attribute per peer it calls."""
 
+    def __init__(self, connector: Connector, ctx: Any) -> None:
+        self.connector = connector
+        self.ctx = ctx
+
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(
             f"ctx.peers has no {name!r}: this service declares no calls to a peer of that name; "

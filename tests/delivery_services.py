@@ -167,9 +167,10 @@ class Service:
                           "GROUP BY status")
         return {row["status"]: int(row["n"]) for row in rows}
 
-    def breaker(self, peer: str) -> dict[str, Any] | None:
+    def breaker(self, peer: str) -> dict[str, Any]:
+        """The peer's circuit breaker row (a peer that never failed has none: closed)."""
         found = self.query("SELECT * FROM circuit_breakers WHERE name = %s", (peer,))
-        return found[0] if found else None
+        return found[0] if found else {"state": "closed", "trips": 0, "last_error": None}
 
     def post(self, path: str, body: Any, token: str, **headers: str) -> requests.Response:
         return requests.post(

@@ -137,6 +137,7 @@ def test_generate_writes_the_files_the_contract_lists(service: Path) -> None:
         f"{GENERATED}/asyncapi.json",
         f"{GENERATED}/converters.py",
         f"{GENERATED}/openapi.json",
+        f"{GENERATED}/peers.py",
         f"{GENERATED}/registry.py",
         f"{GENERATED}/schemas/endpoints/create_order.request.json",
         f"{GENERATED}/schemas/endpoints/create_order.response.json",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,12 @@ from shoestring.manifest import MANIFEST_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 ORDERS_SPEC = REPO / "examples" / "orders" / "service.yaml"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
 
 
 def shoestring(*args: str, expect: int = 0):
@@ -140,3 +149,29 @@ def test_new_prints_the_next_steps(tmp_path: Path) -> None:
     result = shoestring("new", str(ORDERS_SPEC), "-o", str(tmp_path / "svc"))
     assert "python -m orders migrate" in result.stdout
     assert "orders/handlers/" in result.stdout
+
+
+def test_new_from_a_git_url_lets_copier_record_the_url_and_the_release(tmp_path: Path) -> None:
+    source = tmp_path / "shoestring"
+    source.mkdir()
+    shutil.copy2(REPO / "copier.yml", source / "copier.yml")
+    shutil.copytree(
+        REPO / "template", source / "template", ignore=shutil.ignore_patterns("*_cache*")
+    )
+    environ = {**os.environ, **GIT_ENV}
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "template"],
+        ["tag", "v0.1.0"],
+    ):
+        subprocess.run(["git", *command], cwd=source, env=environ, check=True)
+    url = f"git+{source.as_uri()}"
+
+    out = tmp_path / "orders"
+    shoestring("new", str(ORDERS_SPEC), "-o", str(out), "--template", url)
+
+    answers = yaml.safe_load((out / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == url
+    assert answers["_commit"] == "v0.1.0"
+    shoestring("generate", "--check", str(out))

@@ -9,6 +9,7 @@ distinct clients by the address a proxy would append to X-Forwarded-For.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -54,7 +55,7 @@ endpoints:
   - name: ping
     method: GET
     path: /v1/ping
-    description: Answer, ten times a minute per address.
+    description: Answer, ten times an hour per address.
     scopes: [entries:read]
     rate_limit: reads
     request: {}
@@ -89,7 +90,7 @@ endpoints:
       ok: bool
 rate_limits:
   writes: {limit: 1000, per: minute, key: ip}
-  reads: {limit: 10, per: minute, key: ip}
+  reads: {limit: 10, per: hour, key: ip}
   shared: {limit: 20, per: hour, key: ip}
   fast: {limit: 5, per: second, key: ip}
   per_client: {limit: 3, per: minute, key: client}
@@ -313,14 +314,14 @@ def test_the_request_after_the_limit_is_429_problem_with_retry_after(service):
         for n in range(11)
     ]
     assert [r.status_code for r in responses] == [200] * 10 + [429]
-    assert responses[0].headers["RateLimit-Policy"] == '"reads";q=10;w=60'
+    assert responses[0].headers["RateLimit-Policy"] == '"reads";q=10;w=3600'
     assert responses[0].headers["RateLimit"].startswith('"reads";r=9;t=')
     refused = responses[-1]
     assert refused.headers["Content-Type"] == "application/problem+json"
     assert refused.json()["status"] == 429
-    assert "10 requests per minute" in refused.json()["detail"]
+    assert "10 requests per hour" in refused.json()["detail"]
     retry_after = refused.headers["Retry-After"]
-    assert retry_after.isdigit() and 1 <= int(retry_after) <= 6  # one interval: 60 s / 10
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 360  # one interval: 3600 s / 10
     assert refused.headers["RateLimit"].startswith('"reads";r=0;t=')
 
 
@@ -382,25 +383,30 @@ def test_client_limits_count_per_token_subject(service):
 
 def test_no_second_burst_right_after_a_window_boundary(service):
     # 5 a second. A fixed window would admit 5 just before a second turns and 5 more just after.
-    headers = client_headers(service, a_new_address())
     session = requests.Session()
+    for _ in range(3):  # a machine too busy to send 10 requests within 0.6 s cannot tell
+        headers = client_headers(service, a_new_address())
 
-    def burst() -> list[int]:
-        return [
-            session.get(service.url("/v1/tick", n), headers=headers, timeout=10).status_code
-            for n in range(5)
-        ]
+        def burst(headers: dict[str, str] = headers) -> list[int]:
+            return [
+                session.get(service.url("/v1/tick", n), headers=headers, timeout=10).status_code
+                for n in range(5)
+            ]
 
-    now = time.time()
-    time.sleep((1 - now % 1) + 0.8)  # 0.2 s before a whole second
-    started = time.monotonic()
-    first = burst()
-    time.sleep(max(0.0, 1.0 - time.time() % 1) + 0.02)  # just past the boundary
-    second = burst()
-    elapsed = time.monotonic() - started
-    assert first == [200] * 5
-    # GCRA refills one request per 0.2 s: at most one more per 0.2 s elapsed, never a new burst.
-    assert second.count(200) <= int(elapsed / 0.2) + 1 < 5, (second, elapsed)
+        time.sleep(1 - time.time() % 1 + 0.8)  # 0.2 s before a whole second
+        boundary = math.ceil(time.time())
+        started = time.monotonic()
+        first = burst()
+        time.sleep(max(0.0, boundary + 0.02 - time.time()))  # just past that second
+        second = burst()
+        elapsed = time.monotonic() - started
+        if elapsed > 0.6:
+            continue
+        assert first == [200] * 5
+        # GCRA refills one request per 0.2 s: at most one more per 0.2 s elapsed, never a burst.
+        assert second.count(200) <= int(elapsed / 0.2) + 1 < 5, (second, elapsed)
+        return
+    pytest.skip("the machine was too busy to send ten requests within 0.6 s, three times")
 
 
 # -- idempotency keys -------------------------------------------------------------------------------

@@ -59,22 +59,26 @@ def peers_module(spec: Mapping[str, Any], header: str) -> bytes:
         body = "\n\n".join([f"    {docstring}", f'    peer = "{peer}"', *methods])
         classes.append(f"class {client}(PeerClient):\n{body}")
         clients.append((_attribute(peer), client))
-    typing_names = sorted({"Any", *imports})
     lines = [
         header,
         '"""Typed clients of the peers this service calls: `ctx.peers.<peer>.<call>(...)`.',
         "",
         "One method per call under `peers: <peer>: calls:` in service.yaml. The chassis",
-        "(chassis/peers.py) makes the call: this service's token, a timeout, the trace header, an",
-        "Idempotency-Key on POST and PATCH, safe retries, the peer's circuit breaker, and checks of",
-        'the data sent and of the answer against the declared fields."""',
-        "",
-        f"from typing import {', '.join(typing_names)}",
-        "",
-        "from ..chassis.peers import Connector, PeerClient, PeersBase",
-        "",
+        "(chassis/peers.py) makes the call: this service's token, a timeout, the trace",
+        "header, an Idempotency-Key on POST and PATCH, safe retries, the peer's circuit",
+        "breaker, and checks of the data sent and of the answer against the declared",
+        'fields."""',
         "",
     ]
+    if clients:  # Peers.__init__ and the client classes use these
+        lines += [
+            f"from typing import {', '.join(sorted({'Any', *imports}))}",
+            "",
+            "from ..chassis.peers import Connector, PeerClient, PeersBase",
+        ]
+    else:
+        lines.append("from ..chassis.peers import PeersBase")
+    lines += ["", ""]
     for text in classes:
         lines += [text, "", ""]
     lines.append(_peers_class(clients))

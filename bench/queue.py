@@ -124,6 +124,14 @@ class Bench:
         self.admin().cursor().execute(f"CREATE DATABASE `{self.database}`")
         self.url = urlunsplit((parts.scheme, parts.netloc, "/" + self.database, "", ""))
         self.folder = Path(tempfile.mkdtemp(prefix="ss_bench_"))
+        try:
+            self._prepare_service()
+        except BaseException:
+            self._drop()
+            raise
+        return self
+
+    def _prepare_service(self) -> None:
         self.root = self.folder / "orders"
         subprocess.run(
             [sys.executable, "-m", "shoestring", "new", str(SPEC), "-o", str(self.root)],
@@ -144,10 +152,12 @@ class Bench:
 
         self.settings = load_settings()
         self.db = Database(self.url)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.db.close()
+        self._drop()
+
+    def _drop(self) -> None:
         self.admin().cursor().execute(f"DROP DATABASE IF EXISTS `{self.database}`")
         shutil.rmtree(self.folder, ignore_errors=True)
 

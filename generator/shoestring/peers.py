@@ -160,7 +160,8 @@ def _response_type(
     imports.add("TypedDict")
     required = set(response.get("required") or [])
     cls = f"{_camel(peer)}{_camel(name)}Response"
-    doc = f'    """What {peer} answers to {name} (fields it adds later are not listed)."""'
+    doc = _docstring(f"What {peer} answers to {name} (fields it adds later are not listed).",
+                     indent=1)
 
     def members(names: list[str]) -> list[str]:
         found = []

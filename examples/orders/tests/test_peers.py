@@ -19,7 +19,7 @@ import pytest
 from conftest import settings_for
 from peer_servers import Reply, ScriptedPeer, free_port, serve
 
-from orders.chassis.breaker import CLOSED, OPEN, BreakerStore
+from orders.chassis.breaker import CLOSED, OPEN
 from orders.chassis.context import Context
 from orders.chassis.peers import (
     Connector,
@@ -264,6 +264,6 @@ def test_ctx_peers_names_what_to_declare_for_an_unknown_peer(settings):
     ctx = Context(db=None, log=logging.getLogger("test.peers"),  # type: ignore[arg-type]
                   request_id="r", trace_id=TRACE_ID, identity=None, settings=settings)
     with pytest.raises(AttributeError) as missing:
-        ctx.peers.nobody_we_know
+        _ = ctx.peers.nobody_we_know
     assert "peers: nobody_we_know: calls:" in str(missing.value)
     assert ctx.peers is ctx.peers  # one set of clients per handler run

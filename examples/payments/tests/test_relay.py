@@ -309,3 +309,22 @@ def test_a_sender_the_peer_does_not_trust_delivers_nothing_and_loses_nothing(
 
 def test_every_peer_in_a_to_list_gets_a_transport():
     assert destinations(SENDING) == [PEER]
+
+
+def test_the_trial_after_the_cool_down_is_an_empty_batch_that_costs_no_attempt(mdb, sender):
+    peer = ScriptedPeer(
+        Reply(503, {"detail": "restarting"}, {"Retry-After": "1"}),
+        Reply(500, {"detail": "answers, if oddly"}),  # up: the breaker closes
+    )
+    with serve(peer) as url:
+        deliver = transport(sender, url)
+        (event,) = publish(mdb, ("test.ping", {"n": 1}))
+        worker(mdb, sender, deliver).work_once()
+        assert deliver.breaker.state().state == OPEN and not deliver.ready()
+        time.sleep(1.1)
+        assert deliver.ready()
+    probe = peer.received[1]
+    assert (probe.method, probe.path, probe.json()) == ("POST", "/v1/inbox", [])
+    assert probe.headers["Authorization"].startswith("Bearer ")
+    assert deliver.breaker.state().state == CLOSED
+    assert outbox_rows(mdb)[event["id"]]["retry_count"] == 1  # the probe spent nothing

@@ -215,7 +215,11 @@ def relay_batch(
     """Claim up to `batch_size` of `destination`'s outbox rows, deliver them, and record the
     outcome of each on its lease."""
     rows = claim(
-        db, OUTBOX, limit=batch_size, lease_seconds=lease_seconds, method=method,
+        db,
+        OUTBOX,
+        limit=batch_size,
+        lease_seconds=lease_seconds,
+        method=method,
         partition=destination,
     )
     result = RelayResult(claimed=len(rows))
@@ -251,10 +255,21 @@ def relay_batch(
     retry_on_deadlock(record, db.dialect)
     if failed:
         log.warning(
-            "outbox delivery to %s failed for %d of %d messages (%d dead-lettered)",
-            destination, len(failed), len(rows), result.dead,
+            "outbox.delivery_failed",
+            extra={
+                "destination": destination,
+                "failed": len(failed),
+                "batch": len(rows),
+                "dead_lettered": result.dead,
+                "error": _last_line(failed[0][1]),
+            },
         )
     return result
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
 
 
 def pending(conn: Connection, destinations: list[str] | None = None) -> dict[str, int]:

@@ -236,11 +236,19 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def read_body(response: requests.Response) -> bytes:
     """The body of a streamed response, at most MAX_RESPONSE_BYTES (a peer cannot exhaust our
-    memory); raises ValueError beyond."""
-    body = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise ValueError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
-    return body
+    memory); raises ValueError beyond. A body read to its end gives the connection back to the
+    session's pool (kept alive for the next call); one cut short closes it."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise ValueError(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+    finally:
+        response.close()
+    return b"".join(chunks)
 
 
 def problem_of(body: bytes) -> Any:

@@ -181,9 +181,14 @@ class Worker:
             if isinstance(deliver, PeerTransport) and not deliver.ready():
                 continue  # the peer's circuit breaker is open: its rows wait, spending no attempt
             result = relay_batch(
-                self.db, destination, deliver,
-                policy=self.catalog.default_policy(), batch_size=self.batch_size,
-                lease_seconds=self.lease_seconds, method=self.method, log=self.log,
+                self.db,
+                destination,
+                deliver,
+                policy=self.catalog.default_policy(),
+                batch_size=self.batch_size,
+                lease_seconds=self.lease_seconds,
+                method=self.method,
+                log=self.log,
             )
             claimed += result.claimed
             self.stats.delivered += result.delivered
@@ -204,7 +209,10 @@ class Worker:
 
     def process_queue_batch(self) -> int:
         rows = claim(
-            self.db, QUEUE, limit=self.batch_size, lease_seconds=self.lease_seconds,
+            self.db,
+            QUEUE,
+            limit=self.batch_size,
+            lease_seconds=self.lease_seconds,
             method=self.method,
         )
         if not rows:
@@ -366,8 +374,11 @@ class Worker:
             if destination not in self.transports:
                 self.log.debug(
                     "worker.outbox_waiting",
-                    extra={"destination": destination, "waiting": count,
-                           "reason": "no transport is configured for this destination yet"},
+                    extra={
+                        "destination": destination,
+                        "waiting": count,
+                        "reason": "no transport is configured for this destination yet",
+                    },
                 )
 
 

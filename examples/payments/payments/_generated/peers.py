@@ -3,13 +3,12 @@
 """Typed clients of the peers this service calls: `ctx.peers.<peer>.<call>(...)`.
 
 One method per call under `peers: <peer>: calls:` in service.yaml. The chassis
-(chassis/peers.py) makes the call: this service's token, a timeout, the trace header, an
-Idempotency-Key on POST and PATCH, safe retries, the peer's circuit breaker, and checks of
-the data sent and of the answer against the declared fields."""
+(chassis/peers.py) makes the call: this service's token, a timeout, the trace
+header, an Idempotency-Key on POST and PATCH, safe retries, the peer's circuit
+breaker, and checks of the data sent and of the answer against the declared
+fields."""
 
-from typing import Any
-
-from ..chassis.peers import Connector, PeerClient, PeersBase
+from ..chassis.peers import PeersBase
 
 
 class Peers(PeersBase):

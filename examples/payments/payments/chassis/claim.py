@@ -210,8 +210,9 @@ def _select_and_lock(
         if method == SKIP_LOCKED:
             # The locking SELECT read the rows whole; the UPDATE changed only their lease (and
             # counted the attempt whose lease ran out), so no second read is needed.
-            claimed = [_claimed(table, owner, row, retry_count=row["retry_count"] + 1)
-                       for row in expired]
+            claimed = [
+                _claimed(table, owner, row, retry_count=row["retry_count"] + 1) for row in expired
+            ]
             claimed += [_claimed(table, owner, row) for row in fresh]
         else:
             claimed = _read_owned(conn, table, owner, _ids(expired + fresh))

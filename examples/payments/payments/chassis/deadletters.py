@@ -181,8 +181,17 @@ def format_row(table: Table, row: dict[str, Any]) -> str:
     """One row in full: columns, the envelope, the attempt log and the last error."""
     lines = [f"{table.name} #{row['id']}"]
     for column in (
-        "message_id", table.peer_column, "message_type", "version", "status", "retry_count",
-        "available_at", "lease_owner", "lease_expires_at", "created_at", "updated_at",
+        "message_id",
+        table.peer_column,
+        "message_type",
+        "version",
+        "status",
+        "retry_count",
+        "available_at",
+        "lease_owner",
+        "lease_expires_at",
+        "created_at",
+        "updated_at",
     ):
         lines.append(f"  {column}: {row.get(column)}")
     lines.append("  payload:")

@@ -215,10 +215,28 @@ class Catalog:
 # by jsonschema, which also words the errors. Only a quick "yes" is final, so the closures below
 # follow JSON Schema 2020-12 exactly for the keywords they accept.
 
-_ANNOTATIONS = {"$schema", "$id", "$comment", "title", "description", "examples", "default",
-                "deprecated", "readOnly", "writeOnly", "format"}  # format: annotation in 2020-12
-_QUICK_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pattern", "enum",
-                   "items"}
+_ANNOTATIONS = {
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "examples",
+    "default",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "format",
+}  # format: annotation in 2020-12
+_QUICK_KEYWORDS = {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "pattern",
+    "enum",
+    "items",
+}
 
 
 def _is_integer(value: Any) -> bool:

@@ -199,6 +199,8 @@ class PeerTransport:
             log.error("relay.refused", extra={"peer": self.peer, "status": status,
                                               "reason": reason})
             return self._all(rows, _Down(reason))
+        if not rows:
+            return _Sent()  # a probe the peer answered, if oddly: it is up
         if status == 413 and len(rows) > 1:
             half = len(rows) // 2
             return _merge(self._send(rows[:half]), self._send(rows[half:]))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from conftest import service_environment
 
 from orders.chassis.breaker import (
     CLOSED,
@@ -170,3 +175,23 @@ def test_readyz_warns_while_a_breaker_is_open_and_names_it(client, store, breake
     assert "connection refused by the peer" in check["output"]
     store.reset(breaker.name)
     assert client.get("/readyz").get_json()["checks"]["breakers:open"][0]["status"] == "pass"
+
+
+def test_the_breakers_command_lists_them_and_closes_one_by_hand(settings, breaker):
+    fail(breaker, 3, "connection refused")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "orders", "breakers", *args],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+            env={**os.environ, **service_environment(settings.database_url)}, timeout=60,
+        )
+
+    listed = run()
+    assert listed.returncode == 0, listed.stderr
+    assert f"{breaker.name}: open until" in listed.stdout and "connection refused" in listed.stdout
+    closed = run("--reset", breaker.name)
+    assert closed.returncode == 0 and f"breaker {breaker.name} closed" in closed.stdout
+    assert breaker.state().state == CLOSED
+    unknown = run("--reset", "no-such-peer")
+    assert unknown.returncode == 1 and "no breaker named 'no-such-peer'" in unknown.stderr

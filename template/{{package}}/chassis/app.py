@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, idempotency, inbox, ratelimit, relay
+from . import auth, docs, idempotency, inbox, ratelimit, relay
 from .context import Runtime, runtime
 from .db import Database, DatabaseError
 from .health import add_check, register_health
@@ -67,6 +67,7 @@ def create_app(
     for document in ("openapi.json", "asyncapi.json"):  # what it serves; what it publishes
         if (GENERATED_DIR / document).is_file():
             app.add_url_rule(f"/{document}", document, _document(document), methods=["GET"])
+    docs.install(app)  # /docs: the OpenAPI document as a page for people
     _warn_about_pending_migrations(app)
     return app
 

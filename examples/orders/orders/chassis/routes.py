@@ -17,7 +17,6 @@ For each request to an endpoint of `_generated/service.json`:
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -25,11 +24,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from . import audit, auth, idempotency, ratelimit
+from . import audit, auth, idempotency, jsonbody, ratelimit
 from .context import Context, runtime
 from .db import Connection, retry_on_deadlock
 from .problems import Problem
-from .schemas import Endpoint, to_jsonable, validation_errors
+from .schemas import Endpoint, json_pointer, to_jsonable, validation_errors
 
 Handler = Callable[[Context, dict[str, Any]], Any]
 
@@ -131,8 +130,15 @@ def run_handler(
                 identity=g.get("identity"),
                 settings=state.settings,
             )
-            # A copy: a handler that edits its input must not change what a retry sees.
-            body = to_jsonable(handler(ctx, copy.deepcopy(data)))
+            try:
+                # A copy: a handler that edits its input must not change what a retry sees.
+                result = handler(ctx, copy.deepcopy(data))
+            except Exception as exc:
+                refused = conn.dialect.refused_value(exc)
+                if refused is None:
+                    raise
+                raise value_refused(endpoint, data, *refused) from exc
+            body = to_jsonable(result)
             errors = validation_errors(endpoint.response_validator, body)
             if errors:
                 raise HandlerResponseInvalid(endpoint, errors)
@@ -155,6 +161,57 @@ def run_handler(
             return body
 
     return retry_on_deadlock(attempt, state.db.dialect, attempts=3)
+
+
+def value_refused(endpoint: Endpoint, data: Any, column: str, why: str) -> Exception:
+    """What to raise when the database refused a value the handler stored (strict mode: too
+    long, out of range, not a valid date; never truncated or clipped).
+
+    When a request field has the column's name the value came from the client: 422 pointing at
+    that field. Otherwise the handler computed it, a bug of the service: the exception goes on
+    to the 500 handler, and the log says how to check such values before the handler runs.
+    """
+    pointer = _find_field(data, column)
+    hint = (
+        f"declare the limit on the field in service.yaml (full form, e.g. `{column}: {{schema: "
+        "{type: string, maxLength: 10}}` for a VARCHAR(10) column, or minimum/maximum for a "
+        "number) so that requests are checked before the handler runs"
+    )
+    if pointer is None:
+        runtime().log.error(
+            "%s: the database refused the value stored in column %r (%s), and no request field "
+            "has that name: check the value in the handler, or %s",
+            endpoint.name,
+            column,
+            why,
+            hint,
+        )
+        return ValueRefusedByDatabase(f"{endpoint.name}: column {column!r}: the value {why}")
+    runtime().log.info("%s: the value of %s %s; %s", endpoint.name, pointer, why, hint)
+    return Problem(
+        422,
+        f"the value at {pointer} {why}: send a shorter or smaller value, or one of the "
+        "documented form",
+        errors=[{"pointer": pointer, "detail": why}],
+    )
+
+
+class ValueRefusedByDatabase(Exception):
+    """The database refused a value a handler computed (not one a request field carried)."""
+
+
+def _find_field(data: Any, name: str) -> str | None:
+    """The JSON pointer of the first field called `name` in the request data, top level first."""
+    queue: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while queue:
+        path, value = queue.pop(0)
+        if isinstance(value, dict):
+            if value.get(name) is not None:
+                return json_pointer([*path, name])
+            queue.extend(((*path, key), child) for key, child in value.items())
+        elif isinstance(value, list):
+            queue.extend(((*path, index), child) for index, child in enumerate(value))
+    return None
 
 
 def json_response(body: Any, status: int) -> Response:
@@ -185,48 +242,10 @@ def request_data(endpoint: Endpoint, path_values: Mapping[str, str]) -> Any:
 
 
 def read_json_body() -> Any:
-    """The request body parsed as JSON: 413 when too large, 415 when not JSON, 400 when malformed.
-
-    An empty body counts as `{}`, so an endpoint whose fields are all optional may be called
-    without one.
-    """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem(
-            413,
-            f"the request body is {request.content_length} bytes; this service accepts at most "
-            f"{limit} bytes (MAX_BODY_BYTES)",
-        )
-    # Reads at most MAX_CONTENT_LENGTH bytes even without a Content-Length (chunked bodies);
-    # beyond that Werkzeug raises 413, which the app answers as problem+json.
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        return {}
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise Problem(
-            415,
-            f"the body is sent as {mimetype or 'an unnamed content type'}; send JSON with "
-            "Content-Type: application/json",
-        )
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise Problem(400, f"the body is not valid JSON: {_json_error(exc)}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _json_error(exc: BaseException) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    if isinstance(exc, UnicodeDecodeError):
-        return "it is not UTF-8 text"
-    if isinstance(exc, RecursionError):
-        return "it is nested too deeply"
-    return str(exc)
+    """The request body parsed as strict JSON (see `jsonbody`): 413 when too large, 415 when not
+    JSON, 400 when malformed or holding values JSON cannot carry faithfully. An empty body counts
+    as `{}`."""
+    return jsonbody.read_request_json()
 
 
 def read_query(schema: dict[str, Any]) -> dict[str, Any]:

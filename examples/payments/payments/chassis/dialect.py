@@ -27,6 +27,19 @@ ER_LOCK_DEADLOCK = 1213
 ER_DUP_ENTRY = 1062
 # Client-side errors that mean the connection is gone (server restarted, wait_timeout elapsed).
 CR_CONNECTION_LOST = {2006, 2013, 2055}
+# A value the column cannot hold, refused in strict mode (STRICT_ALL_TABLES) instead of being
+# truncated or clipped, by what it says about the value.
+VALUE_REFUSED = {
+    1406: "is too long to be stored",  # ER_DATA_TOO_LONG
+    1264: "is outside the range that can be stored",  # ER_WARN_DATA_OUT_OF_RANGE
+    1366: "is not a value that can be stored",  # ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+    1292: "is not a valid date or time",  # ER_TRUNCATED_WRONG_VALUE
+    1265: "is not one of the values that can be stored",  # WARN_DATA_TRUNCATED (ENUM, SET)
+}
+# The column in those messages: 'title' (MySQL) or `db`.`table`.`title` (MariaDB).
+_MYSQL_COLUMN = re.compile(r"column (?:`[^`]*`\.)*[`']([^`']+)[`']")
+# SQLite STRICT tables: "cannot store TEXT value in INTEGER column orders.amount".
+_SQLITE_COLUMN = re.compile(r"cannot store \w+ value in \w+ column (?:[^.\s]+\.)?(\S+)$")
 
 
 def parse_server_version(version: str) -> tuple[str, tuple[int, ...]]:
@@ -184,6 +197,12 @@ class Dialect:
         """True when the connection is unusable and must be replaced."""
         raise NotImplementedError
 
+    def refused_value(self, exc: BaseException) -> tuple[str, str] | None:
+        """(column, why) when a statement failed because a value does not fit its column (too
+        long, out of range, not a valid date, ...): the database refused to store it rather
+        than store something else. None for any other error."""
+        return None
+
     def _column_list(self, columns: Sequence[str]) -> str:
         return ", ".join(self.quote(column) for column in columns)
 
@@ -289,6 +308,11 @@ class MySQLDialect(Dialect):
             return True
         return _mysql_errno(exc) in CR_CONNECTION_LOST
 
+    def refused_value(self, exc: BaseException) -> tuple[str, str] | None:
+        why = VALUE_REFUSED.get(_mysql_errno(exc) or 0)
+        found = _MYSQL_COLUMN.search(str(exc.args[-1])) if why else None
+        return (found.group(1), why) if found and why else None
+
 
 class SQLiteDialect(Dialect):
     """SQLite >= 3.35 through the standard library."""
@@ -379,6 +403,14 @@ class SQLiteDialect(Dialect):
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc)
+
+    def refused_value(self, exc: BaseException) -> tuple[str, str] | None:
+        # SQLite stores any value in an ordinary column (a TEXT column has no length); only
+        # STRICT tables refuse a value of the wrong type.
+        if not isinstance(exc, sqlite3.IntegrityError):
+            return None
+        found = _SQLITE_COLUMN.search(str(exc))
+        return (found.group(1), "is not of the type that can be stored") if found else None
 
 
 def _mysql_errno(exc: BaseException) -> int | None:

@@ -260,7 +260,7 @@ def test_peer_rotation_and_retirement_reach_the_verifier_without_restarts(servic
     assert get_orders(orders, new_token).status_code == 200
     assert get_orders(orders, old_token).status_code == 200  # the old key is still published
 
-    payments.cli("keys", "retire", old_kid)
+    payments.cli("keys", "retire", "--", old_kid)  # a kid may start with "-"
     listing = payments.cli("keys", "list").stdout
     assert f"{old_kid}  EdDSA  retired" in listing
     time.sleep(2.2)  # orders' JWKS_CACHE_SECONDS

@@ -41,9 +41,11 @@ def _connect(url: str, database: str | None = None):
 
 
 def _server_error() -> str | None:
+    import pymysql
+
     try:
         _connect(MYSQL_URL).close()
-    except Exception as exc:  # any failure to connect means "no usable server"
+    except (OSError, pymysql.MySQLError) as exc:  # no usable server
         return f"{HOW_TO_PROVIDE} ({exc})"
     return None
 
@@ -72,7 +74,9 @@ def mysql_database(mysql_url: str) -> Iterator[str]:
     conn = _connect(mysql_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
         yield database_url(mysql_url, name)
     finally:
         with conn.cursor() as cur:
@@ -80,10 +84,13 @@ def mysql_database(mysql_url: str) -> Iterator[str]:
         conn.close()
 
 
-def run_shoestring(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_shoestring(
+    *args: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run the `shoestring` CLI in a subprocess, as a user would."""
     result = subprocess.run(
         [sys.executable, "-m", "shoestring", *args],
+        check=False,
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import requests
 from conftest import _connect, database_url
+from support import start_server, stop_server
 
 # A server that answers 500 to every inbox batch holding a given message type, in front of the
 # service's real app: a peer with a bug in one message type's path.
@@ -117,29 +117,13 @@ class Service:
         if script is not None:
             command = [sys.executable, "-c", script.format(package=self.name), str(self.port),
                        *args]
-        self.server = subprocess.Popen(
+        self.server = start_server(
             command, cwd=self.root, env=self.env({"PYTHONPATH": str(self.root)}),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            name=self.name, url=self.url,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.server.stderr.read().decode()}")
-            try:
-                requests.get(self.url + "/livez", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not answer on port {self.port} within 30 s")
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        stop_server(self.server)
         self.server = None
 
     def restart(self, script: str | None = None, *args: str) -> None:

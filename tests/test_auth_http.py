@@ -23,6 +23,7 @@ import jwt
 import pytest
 import requests
 from conftest import EXAMPLES, run_shoestring
+from support import start_server, stop_server
 
 pytestmark = [pytest.mark.slow]
 
@@ -71,31 +72,13 @@ class Service:
         return self.cli("token", *args).stdout.strip()
 
     def start(self) -> None:
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", self.name, "serve", "--port", str(self.port)],
-            cwd=self.root,
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        command = [sys.executable, "-m", self.name, "serve", "--port", str(self.port)]
+        self.server = start_server(
+            command, cwd=self.root, env=self.env(), name=self.name, url=self.url
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.server.stderr.read().decode()}")
-            try:
-                requests.get(self.url + "/livez", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not answer on port {self.port} within 30 s")
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+        stop_server(self.server)
 
     def audit_rows(self) -> int:
         """Rows in the audit table: create_order writes one each time its handler commits."""

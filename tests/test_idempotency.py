@@ -7,29 +7,12 @@ The HTTP tests (real servers, concurrent requests, rows counted) are in test_ide
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import multiprocessing
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-CHASSIS = REPO / "template" / "{{package}}" / "chassis"
-
-
-def chassis_module(name: str) -> Any:
-    """Import template/{{package}}/chassis/<name>.py as it runs in a service (relative imports
-    resolve inside the chassis), without generating one."""
-    package = "chassis_under_test"
-    if package not in sys.modules:
-        module = types.ModuleType(package)
-        module.__path__ = [str(CHASSIS)]
-        sys.modules[package] = module
-    return importlib.import_module(f"{package}.{name}")
-
+from support import CHASSIS, chassis_module
 
 idempotency = chassis_module("idempotency")
 db_module = chassis_module("db")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -95,11 +96,27 @@ def session_keys() -> KeyStore:
     return store
 
 
-def bearer(scopes: Iterable[str] = (), subject: str = "tests") -> dict[str, str]:
-    """The Authorization header of a valid token of this service granting `scopes`."""
+def bearer(
+    scopes: Iterable[str] = (), subject: str = "tests", issuer: str | None = None
+) -> dict[str, str]:
+    """The Authorization header of a valid token granting `scopes`, signed with the session's
+    key: by default this service's own token; `issuer` plays another service whose trusted key
+    is the same (see `peer_issuers`)."""
     name = load_service()["service"]["name"]
-    token = mint_token(session_keys(), issuer=name, audience=name, subject=subject, scopes=scopes)
+    token = mint_token(
+        session_keys(), issuer=issuer or name, audience=name, subject=subject, scopes=scopes
+    )
     return {"Authorization": f"Bearer {token}"}
+
+
+def peer_issuers(*names: str) -> str:
+    """A TRUSTED_ISSUERS value that trusts each of `names` as an issuer whose key is the
+    session's (a pinned JWKS file), so tests can play peer services."""
+    folder = Path(tempfile.mkdtemp(prefix="peers-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    jwks_file = folder / "peers.jwks.json"
+    jwks_file.write_text(json.dumps(session_keys().jwks()), encoding="utf-8")
+    return ";".join(f"{name}={jwks_file}" for name in names)
 
 
 def settings_for(database_url: str, **overrides: str) -> Settings:

@@ -854,3 +854,80 @@ def test_auth_settings_are_validated(name, value):
     parse = {rule[0]: rule[2] for rule in auth.AUTH_SETTINGS}[name]
     with pytest.raises(ValueError):
         parse(value)
+
+
+# -- the cache of verified tokens ----------------------------------------------------------------
+
+
+def counting_verifications(service: TestService) -> list[str]:
+    """The tokens `service` verifies from scratch from now on (cache misses), in order."""
+    verified: list[str] = []
+    verify = service.verifier._verify
+
+    def counted(token: str):
+        verified.append(token)
+        return verify(token)
+
+    service.verifier._verify = counted
+    return verified
+
+
+def test_a_token_is_verified_once_and_then_served_from_the_cache(service):
+    token = service.mint(READ)
+    verified = counting_verifications(service)
+    for _ in range(5):
+        assert service.call(token).status == 200
+    assert verified == [token]
+
+
+def test_the_cache_forgets_a_token_after_its_time(service):
+    token = service.mint(READ)
+    verified = counting_verifications(service)
+    assert service.call(token).status == 200
+    now = time.time()
+    service.verifier.clock = lambda: now + auth.TOKEN_CACHE_SECONDS + 1
+    assert service.call(token).status == 200
+    assert verified == [token, token]
+
+
+def test_the_cache_never_serves_a_token_past_its_expiry(service):
+    token = sign(service.store, claims(exp=int(time.time()) + 5))
+    verified = counting_verifications(service)
+    assert service.call(token).status == 200
+    service.verifier.clock = lambda: time.time() + 6  # past exp, well within the cache time
+    assert service.call(token).status == 200  # verified again (PyJWT's clock: still valid)
+    assert verified == [token, token]
+
+
+def test_retiring_a_key_stops_its_cached_tokens_at_once(service):
+    token = service.mint(READ)
+    assert service.call(token).status == 200
+    old_kid = service.store.signing_key().kid
+    service.store.rotate()
+    service.store.retire(old_kid)
+    service.handled.clear()
+    assert_refused(service, service.call(token))
+
+
+def test_the_cache_is_bounded_and_drops_the_least_recently_used(make_service):
+    svc = make_service()
+    svc.verifier.cache_size = 2
+    first, second, third = (svc.mint(READ, subject=f"s{n}") for n in range(3))
+    for token in (first, second, first, third):
+        assert svc.call(token).status == 200
+    assert list(svc.verifier._verified) == [first, third]
+
+
+def test_refused_tokens_are_not_cached(service):
+    token = sign(service.store, claims(aud="someone-else"))
+    for _ in range(2):
+        assert_refused(service, service.call(token))
+    assert token not in service.verifier._verified
+
+
+def test_a_handler_editing_its_identity_does_not_change_the_next_request(service):
+    token = service.mint(READ)
+    assert service.call(token).status == 200
+    service.handled[0].claims["sub"] = "someone else"
+    assert service.call(token).status == 200
+    assert service.handled[1].claims["sub"] == "tester"

@@ -4,6 +4,7 @@ one transaction around the handler, no traceback ever sent to a client."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from conftest import request_headers
@@ -12,6 +13,7 @@ from orders import create_app
 from orders.chassis import Problem, audit
 from orders.chassis.app import load_handlers
 from orders.chassis.examples import example_for
+from orders.chassis.logs import Throttle
 from orders.chassis.schemas import endpoints
 
 ENDPOINTS = endpoints()
@@ -65,6 +67,22 @@ def test_logs_are_json_lines_with_request_and_trace_ids(client, app, capsys):
     assert access and access[-1]["request_id"] == "req-7"
     assert access[-1]["trace_id"] == TRACE_ID
     assert access[-1]["status"] == 404
+
+
+def test_waitress_queue_warnings_are_logged_once_per_interval(app, capsys):
+    # Under load waitress warns once per request that waits for a thread; one line per
+    # interval, counting the rest, says the same without flooding the log.
+    queue = logging.getLogger("waitress.queue")
+    throttle = next(found for found in queue.filters if isinstance(found, Throttle))
+    throttle._next = 0.0  # start a fresh interval
+    for depth in range(50):
+        queue.warning("Task queue depth is %d", depth)
+    throttle._next = 0.0  # the interval is over
+    queue.warning("Task queue depth is %d", 99)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if "depth" in line]
+    messages = [line["message"] for line in lines]
+    assert messages == ["Task queue depth is 0", "Task queue depth is 99"]
+    assert lines[1]["suppressed"] == 49
 
 
 needs_endpoint = pytest.mark.skipif(not ENDPOINTS, reason="the spec has no endpoints")

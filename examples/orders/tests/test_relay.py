@@ -30,7 +30,7 @@ from orders.chassis.relay import PeerTransport, destinations
 from orders.chassis.worker import Worker
 
 PEER = "peer_a"
-ISSUER = "relay-tests"
+ISSUER = "testsvc"  # the sender: a delivery token names its issuer as its subject
 PING = {
     "type": "object",
     "properties": {"n": {"type": "integer"}, "note": {"type": "string"}},

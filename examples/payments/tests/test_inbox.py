@@ -2,8 +2,8 @@
 rejected with its reason, and only what this service subscribes to, from its sender, is stored.
 
 The catalog is the test one of messaging_helpers (not this service's spec): it subscribes to
-test.ping v1 from peer_a. Senders authenticate with tokens of the session's key (this service
-trusts its own issuer), so the subject is whichever peer a test plays.
+test.ping v1 from peer_a. The receiver trusts peer_a and peer_b as issuers whose pinned key is
+the session's, so a test plays a peer by minting that peer's own token (iss == sub).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import bearer, settings_for
+from conftest import bearer, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
 from messaging_helpers import make_worker as worker_for
 
@@ -24,9 +24,12 @@ from payments.chassis.schemas import load_service
 BATCH = {"Content-Type": inbox.BATCH_CONTENT_TYPE}
 
 
+PEERS = peer_issuers("peer_a", "peer_b")
+
+
 @pytest.fixture(scope="module")
-def receiver(settings, db):
-    app = create_app(settings)
+def receiver(database_url, db):
+    app = create_app(settings_for(database_url, TRUSTED_ISSUERS=PEERS))
     app.extensions[inbox.EXTENSION] = catalog()  # subscribes to test.ping v1 from peer_a
     return app.test_client()
 
@@ -46,7 +49,8 @@ def ping(n: int = 1, source: str = "peer_a", **changes) -> dict:
 
 
 def deliver(client, events, sender: str = "peer_a", scopes=(inbox.DELIVER_SCOPE,), **kwargs):
-    headers = {**bearer(scopes, subject=sender), **BATCH, **kwargs.pop("headers", {})}
+    token = bearer(scopes, subject=sender, issuer=sender)
+    headers = {**token, **BATCH, **kwargs.pop("headers", {})}
     return client.post(inbox.INBOX_PATH, data=json.dumps(events), headers=headers, **kwargs)
 
 
@@ -158,12 +162,12 @@ def test_a_body_that_is_not_a_batch_is_a_400_problem(receiver, mdb):
     response = deliver(receiver, {"id": "1"})
     assert response.status_code == 400
     assert "JSON array of CloudEvents" in response.get_json()["detail"]
-    headers = {**bearer([inbox.DELIVER_SCOPE], subject="peer_a"), **BATCH}
+    headers = {**bearer([inbox.DELIVER_SCOPE], subject="peer_a", issuer="peer_a"), **BATCH}
     assert receiver.post(inbox.INBOX_PATH, data="[{", headers=headers).status_code == 400
 
 
 def test_a_batch_larger_than_max_body_bytes_is_refused_whole(database_url, db, mdb):
-    app = create_app(settings_for(database_url, MAX_BODY_BYTES="2048"))
+    app = create_app(settings_for(database_url, MAX_BODY_BYTES="2048", TRUSTED_ISSUERS=PEERS))
     app.extensions[inbox.EXTENSION] = catalog()
     response = deliver(app.test_client(), [ping(n) for n in range(30)])
     assert response.status_code == 413
@@ -184,3 +188,13 @@ def test_the_inbox_needs_no_endpoint_in_the_spec(receiver):
     # It is the chassis's route: present in every service, listed by nobody's spec.
     rules = {rule.rule: rule.methods for rule in receiver.application.url_map.iter_rules()}
     assert "POST" in rules[inbox.INBOX_PATH]
+
+
+def test_a_trusted_peer_cannot_deliver_as_another_peer(receiver, mdb):
+    # peer_b is trusted, but its token names peer_a as subject: the sender is the issuer, and a
+    # token whose subject differs from its issuer is refused before anything is read.
+    headers = {**bearer([inbox.DELIVER_SCOPE], subject="peer_a", issuer="peer_b"), **BATCH}
+    response = receiver.post(inbox.INBOX_PATH, data=json.dumps([ping(1)]), headers=headers)
+    assert response.status_code == 403
+    assert "subject" in response.get_json()["detail"]
+    assert rows(mdb) == []

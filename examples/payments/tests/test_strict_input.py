@@ -24,7 +24,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from payments import create_app
 from payments.chassis.app import load_handlers
 from payments.chassis.examples import example_for
-from payments.chassis.jsonbody import MAX_DEPTH, InvalidJSON, loads
+from payments.chassis.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
 from payments.chassis.schemas import Endpoint, endpoints, validation_errors
 
 WITH_BODY = [endpoint for endpoint in endpoints() if endpoint.has_body]
@@ -338,3 +338,11 @@ def test_a_computed_value_the_database_refuses_is_a_500_without_a_traceback(
     assert rows_in(db, table) == 0
     logged = capsys.readouterr().err
     assert "no request field has that name" in logged and "maxLength" in logged
+
+
+def test_copy_json_copies_every_level():
+    document = {"a": [1, {"b": ["c"]}], "d": None}
+    copied = copy_json(document)
+    assert copied == document
+    copied["a"][1]["b"].append("x")
+    assert document == {"a": [1, {"b": ["c"]}], "d": None}

@@ -33,7 +33,6 @@ Failures are problem+json responses: 401 with `WWW-Authenticate: Bearer ... erro
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask import Flask, Response, current_app, request
 
 from . import problems
+from .jsonbody import copy_json
 from .keys import ALGORITHMS, DEFAULT_ALGORITHM, KeyStore, KeyStoreError, public_jwk, thumbprint
 from .problems import Problem
 from .schemas import SERVICE_ROOT, load_service
@@ -742,7 +742,7 @@ class Verifier:
             claims, source, kid, key = self._verify(token)
             self._remember(token, claims, source, kid, key)
         # A copy per request: a handler that edits its identity's claims edits only its own.
-        return _identity(copy.deepcopy(claims))
+        return _identity(copy_json(claims))
 
     def _remembered(self, token: str) -> dict[str, Any] | None:
         """The claims of `token` if it verified recently, its time is not up and the key that

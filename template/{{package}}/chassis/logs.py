@@ -18,6 +18,8 @@ import logging
 import re
 import secrets
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +31,10 @@ _trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 # Accept a caller's request id only if it is short and plain, so it is safe in logs and headers.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Waitress warns "Task queue depth is N" each time a request waits for a free thread: under
+# load, once per request. One line per interval says the same (with how many were held back).
+QUEUE_WARNING_INTERVAL_SECONDS = 60.0
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
 _RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -128,6 +134,30 @@ class _StderrHandler(logging.StreamHandler):
         pass  # always sys.stderr
 
 
+class Throttle(logging.Filter):
+    """Lets one record through per `seconds`; the next one that passes carries `suppressed`,
+    the number held back meanwhile. For messages that repeat under load."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held += 1
+                return False
+            self._next = now + self.seconds
+            held, self._held = self._held, 0
+        if held:
+            record.suppressed = held
+        return True
+
+
 def configure_logging(package: str, level: str) -> logging.Logger:
     """Send the package's logs (and the web server's) as JSON lines to stderr at `level`.
 
@@ -141,4 +171,9 @@ def configure_logging(package: str, level: str) -> logging.Logger:
             handler.setFormatter(JSONFormatter())
             logger.addHandler(handler)
         logger.propagate = False  # the root logger would print the same line again, unformatted
+    queue = logging.getLogger("waitress.queue")
+    if not any(isinstance(found, Throttle) for found in queue.filters):
+        # Logged by waitress's I/O thread while it holds the task queue's lock: a line per
+        # request would slow every thread down just when the service is busiest.
+        queue.addFilter(Throttle(QUEUE_WARNING_INTERVAL_SECONDS))
     return logging.getLogger(package)

@@ -388,7 +388,10 @@ def keys_list() -> None:
 @keys.command("retire")
 @click.argument("kid")
 def keys_retire(kid: str) -> None:
-    """Stop publishing a key and delete its private key: tokens it signed stop verifying."""
+    """Stop publishing a key and delete its private key: tokens it signed stop verifying.
+
+    A key id may start with '-' (it is a base64url thumbprint): write `keys retire -- KID`.
+    """
     from .keys import KeyStoreError
 
     _config, store = identity_or_exit()

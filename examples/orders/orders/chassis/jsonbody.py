@@ -236,6 +236,16 @@ def _excerpt(literal: str) -> str:
     return literal if len(literal) <= 30 else f"{literal[:12]}...{literal[-6:]}"
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON document (dicts, lists and scalars), several times faster than
+    `copy.deepcopy`, which must allow for any object and for shared references."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
+
 # -- the current request -------------------------------------------------------------------------
 
 

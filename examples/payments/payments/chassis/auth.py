@@ -18,6 +18,14 @@ An unknown `kid` makes the issuer's JWKS be fetched again, but at most once per
 `JWKS_REFETCH_COOLDOWN_SECONDS`, so random key ids cannot turn this service into a traffic
 amplifier against the issuer. Caches are per process.
 
+A client sends the same token with every request until it expires, and verifying it (base64,
+JSON, an Ed25519 or RSA signature) costs more than the rest of a small request. So the claims of
+a token that verified are kept for `TOKEN_CACHE_SECONDS` at most, never past its `exp`, in a
+bounded per-process cache keyed by the token itself. That is safe because verification is a
+pure function of the token, the keys and the clock: a hit checks the clock again, and checks
+that the issuer still publishes the very key that verified it, so a retired or rotated-out key
+stops its tokens at once. Only tokens that verified are cached; scopes are checked per request.
+
 Failures are problem+json responses: 401 with `WWW-Authenticate: Bearer ... error="invalid_token"`
 (or no error when no token was sent, RFC 6750 section 3.1) and 403 with
 `error="insufficient_scope"` naming the scopes needed.
@@ -33,6 +41,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -46,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask import Flask, Response, current_app, request
 
 from . import problems
+from .jsonbody import copy_json
 from .keys import ALGORITHMS, DEFAULT_ALGORITHM, KeyStore, KeyStoreError, public_jwk, thumbprint
 from .problems import Problem
 from .schemas import SERVICE_ROOT, load_service
@@ -63,6 +73,10 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_JWKS_KEYS = 100
 MIN_RSA_BITS = 2048
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat")
+# Verified tokens kept per process (see the module docstring): enough for every client of a
+# small service, and at most MAX_TOKEN_LENGTH bytes each.
+TOKEN_CACHE_SIZE = 1024
+TOKEN_CACHE_SECONDS = 60.0
 JWKS_PATH = "/.well-known/jwks.json"
 EXTENSION = "auth"
 
@@ -663,12 +677,38 @@ class RemoteJwks:
 # -- the verifier ------------------------------------------------------------------------------
 
 
-class Verifier:
-    """Verifies bearer tokens for one service. One per process (it holds the JWKS caches)."""
+@dataclass(frozen=True)
+class _Verified:
+    """A token that verified: its claims, the key that verified it and where that key is
+    published, and when the entry must be forgotten (time.time())."""
 
-    def __init__(self, config: AuthConfig, store: KeyStore | None = None) -> None:
+    claims: dict[str, Any]
+    source: KeySource
+    kid: str | None
+    key: VerificationKey
+    forget_at: float
+
+
+class Verifier:
+    """Verifies bearer tokens for one service. One per process (it holds the JWKS caches and
+    the cache of verified tokens)."""
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        store: KeyStore | None = None,
+        *,
+        cache_size: int = TOKEN_CACHE_SIZE,
+        cache_seconds: float = TOKEN_CACHE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store or KeyStore(config.keys_dir)
+        self.cache_size = cache_size
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._verified_lock = threading.Lock()
         self.sources: dict[str, KeySource] = {config.issuer: LocalKeys(self.store)}
         for entry in config.trusted:
             if entry.jwks_url:
@@ -697,6 +737,58 @@ class Verifier:
 
     def verify(self, token: str) -> Identity:
         """The identity a token proves; InvalidToken says what is wrong with it."""
+        claims = self._remembered(token)
+        if claims is None:
+            claims, source, kid, key = self._verify(token)
+            self._remember(token, claims, source, kid, key)
+        # A copy per request: a handler that edits its identity's claims edits only its own.
+        return _identity(copy_json(claims))
+
+    def _remembered(self, token: str) -> dict[str, Any] | None:
+        """The claims of `token` if it verified recently, its time is not up and the key that
+        verified it is still published by its issuer; else None (and the entry goes)."""
+        with self._verified_lock:
+            entry = self._verified.get(token)
+            if entry is None:
+                return None
+            self._verified.move_to_end(token)
+        try:
+            current = entry.source.find(entry.kid)
+        except KeyStoreError:
+            current = None
+        # `is`: key sources build new key objects whenever the published set changes.
+        if self.clock() < entry.forget_at and current is entry.key:
+            return entry.claims
+        with self._verified_lock:
+            self._verified.pop(token, None)
+        return None
+
+    def _remember(
+        self,
+        token: str,
+        claims: dict[str, Any],
+        source: KeySource,
+        kid: str | None,
+        key: VerificationKey,
+    ) -> None:
+        if self.cache_size <= 0:
+            return
+        forget_at = min(float(claims["exp"]), self.clock() + self.cache_seconds)
+        with self._verified_lock:
+            self._verified[token] = _Verified(claims, source, kid, key, forget_at)
+            self._verified.move_to_end(token)
+            while len(self._verified) > self.cache_size:
+                self._verified.popitem(last=False)  # the least recently used
+
+    def forget_verified_tokens(self) -> None:
+        """Empty the cache of verified tokens (every token is verified again on next use)."""
+        with self._verified_lock:
+            self._verified.clear()
+
+    def _verify(
+        self, token: str
+    ) -> tuple[dict[str, Any], KeySource, str | None, VerificationKey]:
+        """Verify `token` from scratch: (claims, key source, kid, key) or InvalidToken."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
         if not COMPACT_JWS.fullmatch(token):
@@ -704,12 +796,12 @@ class Verifier:
                 "the token is not a signed JWT (three base64url parts joined by dots)"
             )
         try:
-            header = jwt.get_unverified_header(token)
             # Read without verification only to learn which issuer's keys to use; nothing from it is
             # trusted until the signature and claims are verified below.
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"the token cannot be decoded ({exc})") from exc
+        header, unverified = unverified_token["header"], unverified_token["payload"]
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES):
             raise InvalidToken(f"the token type {typ!r} is not an access token")
@@ -758,7 +850,8 @@ class Verifier:
             ) from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"the token is invalid ({exc})") from exc
-        return _identity(claims)
+        _identity(claims)  # the claims' own checks (types of exp, iat, nbf, sub; scopes)
+        return claims, source, kid, key
 
 
 def _identity(claims: dict[str, Any]) -> Identity:

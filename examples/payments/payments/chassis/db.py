@@ -75,8 +75,14 @@ sqlite3.register_converter("TIMESTAMP", _parse_datetime)
 sqlite3.register_converter("DECIMAL", lambda raw: decimal.Decimal(raw.decode()))
 
 
+# Parameters of these exact types go to both drivers as they are (most parameters are).
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _adapt(value: Any, dialect_name: str) -> Any:
     """Turn a Python value into one both drivers store the same way."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dt.datetime):
         if dialect_name == "sqlite":
             return _format_datetime(value)

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from .problems import Problem
 from .ratelimit import client_id, enforce, request_address
 
 KEY_HEADER = "Idempotency-Key"
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 MAX_CLIENT_LENGTH = 255
@@ -98,6 +100,17 @@ IDEMPOTENCY_SETTINGS: list[tuple[str, str, Callable[[str], Any], str, bool]] = [
         False,
     ),
 ]
+
+
+# What a key's row holds, read when the key is not (or may not be) this request's.
+_ROW_COLUMNS = (
+    "owner",
+    "fingerprint",
+    "state",
+    "response_status",
+    "response_headers",
+    "response_body",
+)
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,7 @@ def parse_key(value: str | None) -> str:
             f"the {KEY_HEADER} header is {len(key)} characters long; keys may have at most "
             f"{MAX_KEY_LENGTH}: a UUID (36 characters) is the usual choice",
         )
-    if not all(" " <= char <= "~" for char in key):
+    if not _PRINTABLE_ASCII.fullmatch(key):
         raise Problem(
             400,
             f"the {KEY_HEADER} header may contain only printable ASCII characters: "
@@ -240,9 +253,17 @@ class IdempotencyKeys:
             if admit is not None:
                 admit(conn)
             if read_back:
-                conn.execute(upsert, params)
-                return conn.fetchone(read_back, params)
-            return conn.fetchone(upsert, params)
+                # Without RETURNING the affected-row count tells (no FOUND_ROWS flag): 1 when
+                # the row was inserted, 2 when this upsert took it over, 0 when it left another
+                # request's row as it was.
+                if conn.execute(upsert, params) in (1, 2):
+                    return {"owner": owner}
+            else:
+                row = conn.fetchone(upsert, params)  # RETURNING owner
+                if row is not None and row["owner"] == owner:
+                    return row  # ours: nothing else to read (the common case)
+            # Another request's key: what it holds, read under the lock the upsert took.
+            return conn.fetchone(read_back or self._read_sql(), params)
 
         row = self.db.run_in_transaction(run)
         if row is None:  # cannot happen: the upsert leaves the row in place until commit
@@ -273,9 +294,17 @@ class IdempotencyKeys:
             headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
         )
 
+    def _read_sql(self) -> str:
+        """The SELECT of what a key's row holds (the replay, or whose it is)."""
+        return (
+            f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
+            "WHERE client = %(client)s AND idempotency_key = %(key)s"
+        )
+
     def _sql(self) -> tuple[str, str]:
         """The claim's upsert, and the SELECT that reads its row back where the server has no
-        RETURNING ("" where it has). Built once: they depend only on the dialect."""
+        RETURNING ("" where it has: the upsert returns the owner, enough to see that the key is
+        this request's). Built once: they depend only on the dialect."""
         if self._statements is None:
             # Why this is safe under concurrency: one upsert inserts the row or locks the
             # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
@@ -307,17 +336,11 @@ class IdempotencyKeys:
                     for column, value in replaced.items()
                 },
             )
-            columns = ["owner", "fingerprint", "state", "response_status", "response_headers",
-                       "response_body"]
-            returning = dialect.returning_sql(columns)
+            returning = dialect.returning_sql(["owner"])
             if returning:
                 self._statements = (f"{upsert} {returning}", "")
             else:
-                read_back = (
-                    f"SELECT {', '.join(columns)} FROM {TABLE} "
-                    "WHERE client = %(client)s AND idempotency_key = %(key)s"
-                )
-                self._statements = (upsert, read_back)
+                self._statements = (upsert, self._read_sql())
         return self._statements
 
     def complete(
@@ -437,10 +460,13 @@ def run_once(
         response.headers[REPLAYED_HEADER] = "true"
         return response
 
+    stored: list[str] = []  # the body as stored, sent as it is (one serialization)
+
     def finish(conn: Connection, body: Any) -> None:
         text = "" if status == 204 else current_app.json.dumps(body)
         headers = {} if status == 204 else {"Content-Type": "application/json"}
         keys.complete(conn, outcome, status, headers, text)
+        stored[:] = [text]
 
     try:
         body = run(finish)
@@ -452,4 +478,5 @@ def run_once(
         raise
     if status == 204:
         return Response(status=204)
-    return Response(current_app.json.dumps(body), status=status, mimetype="application/json")
+    text = stored[0] if stored else current_app.json.dumps(body)
+    return Response(text, status=status, mimetype="application/json")

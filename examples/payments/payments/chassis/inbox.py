@@ -16,8 +16,9 @@ The body is a batch of CloudEvents (the JSON batch format of the CloudEvents HTT
 `application/json` is accepted too). For the whole request:
 
 - the token must verify (auth.py: a trusted issuer, this service as audience, unexpired) and
-  grant `inbox:deliver` (401/403 otherwise, and nothing is stored); its subject is the sender,
-  the service name the relay of the sender signs its tokens with;
+  grant `inbox:deliver` (401/403 otherwise, and nothing is stored); its issuer is the sender,
+  and its subject must be the same name (a service's own token: a trusted peer cannot claim
+  to be another one);
 - an empty batch is a probe (a sender's circuit breaker asking whether we are back): it is
   answered once the database answers.
 
@@ -81,7 +82,16 @@ def receive() -> Response:
     """The inbox endpoint: authenticate the sender, check each message, store the good ones."""
     identity = auth.authenticate([DELIVER_SCOPE])  # 401/403 problem responses on failure
     g.identity = identity
-    sender = identity.subject
+    # The sender is the issuer, the one name tied to the key that signed the token. A subject
+    # other than the issuer would let any trusted peer claim to be another one (it chooses its
+    # own `sub`), so a delivery token must be the sending service's own: sub == iss.
+    if identity.subject != identity.issuer:
+        raise Problem(
+            403,
+            f"a delivery token must name its issuer as its subject (iss {identity.issuer!r}, "
+            f"sub {identity.subject!r}): deliver with the sending service's own token",
+        )
+    sender = identity.issuer
     batch = read_json_body()
     if not isinstance(batch, list):
         raise Problem(

@@ -16,7 +16,6 @@ For each request to an endpoint of `_generated/service.json`:
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -132,7 +131,7 @@ def run_handler(
             )
             try:
                 # A copy: a handler that edits its input must not change what a retry sees.
-                result = handler(ctx, copy.deepcopy(data))
+                result = handler(ctx, jsonbody.copy_json(data))
             except Exception as exc:
                 refused = conn.dialect.refused_value(exc)
                 if refused is None:

@@ -48,7 +48,11 @@ def free_port() -> int:
 def run_service(root: Path, env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "orders", *args],
-        cwd=root, env=env, capture_output=True, text=True, check=False,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, f"orders {' '.join(args)}: {done.stdout}{done.stderr}"
     return done.stdout.strip()
@@ -104,7 +108,10 @@ def test_no_input_gets_a_server_error_or_a_response_that_breaks_its_schema(
     with log.open("w") as sink:
         server = subprocess.Popen(
             [sys.executable, "-m", "orders", "serve", "--port", str(port), "--threads", "4"],
-            cwd=orders, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=orders,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30
@@ -119,17 +126,31 @@ def test_no_input_gets_a_server_error_or_a_response_that_breaks_its_schema(
 
         run = subprocess.run(
             [
-                sys.executable, "-c", SCHEMATHESIS, "run", f"{base}/openapi.json",
-                "--url", base,
-                "--header", f"Authorization: Bearer {token}",
-                "--checks", CHECKS,
-                "--max-examples", str(MAX_EXAMPLES),
-                "--seed", SEED,
-                "--workers", "2",
-                "--request-timeout", "10",
+                sys.executable,
+                "-c",
+                SCHEMATHESIS,
+                "run",
+                f"{base}/openapi.json",
+                "--url",
+                base,
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                str(MAX_EXAMPLES),
+                "--seed",
+                SEED,
+                "--workers",
+                "2",
+                "--request-timeout",
+                "10",
                 "--no-color",
             ],
-            capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
         )
     finally:
         server.terminate()

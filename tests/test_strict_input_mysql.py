@@ -135,7 +135,11 @@ class Notes:
     def run(self, *args: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "notes", *args],
-            cwd=self.root, env=self.env, check=True, capture_output=True, text=True,
+            cwd=self.root,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return done.stdout.strip()
 
@@ -146,7 +150,10 @@ class Notes:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "notes", "serve", "--port", str(self.port)],
-                cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -228,8 +235,9 @@ def test_ten_four_byte_emoji_fill_a_varchar_10_intact(notes: Notes):
     assert created.status_code == 201, created.text
     note_id = created.json()["note_id"]
     assert notes.get(f"/v1/notes/{note_id}").json()["title"] == title
-    stored = notes.query("SELECT title, CHAR_LENGTH(title), LENGTH(title) FROM notes WHERE id = %s",
-                         (note_id,))
+    stored = notes.query(
+        "SELECT title, CHAR_LENGTH(title), LENGTH(title) FROM notes WHERE id = %s", (note_id,)
+    )
     assert stored == [(title, 10, 40)]
 
 

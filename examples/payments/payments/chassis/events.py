@@ -19,14 +19,13 @@ import datetime as dt
 import functools
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from .claim import DEFAULT_POLICY, RetryPolicy
-from .schemas import load_service, to_jsonable, validation_errors
+from .schemas import compile_check, load_service, to_jsonable, validation_errors
 
 SPECVERSION = "1.0"
 _TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[1-9][0-9]*)$")
@@ -203,134 +202,6 @@ class Catalog:
         if errors:
             raise InvalidMessage(type_, version, errors)
         return data
-
-
-# -- a quick check for the schemas the spec compiles to -------------------------------------
-#
-# Every message is validated on the way out (publish, enqueue) and on the way in (worker), so
-# validation is on the hot path of the queue. jsonschema interprets a schema anew for every
-# instance; for the handful of keywords `fields:` compiles to, a tree of closures answers the
-# same question several times faster. A schema using any other keyword gets no quick check
-# (None) and is validated by jsonschema alone; a "no" from the quick check is always re-checked
-# by jsonschema, which also words the errors. Only a quick "yes" is final, so the closures below
-# follow JSON Schema 2020-12 exactly for the keywords they accept.
-
-_ANNOTATIONS = {
-    "$schema",
-    "$id",
-    "$comment",
-    "title",
-    "description",
-    "examples",
-    "default",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "format",
-}  # format: annotation in 2020-12
-_QUICK_KEYWORDS = {
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-    "pattern",
-    "enum",
-    "items",
-}
-
-
-def _is_integer(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-
-
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "null": lambda value: value is None,
-    "boolean": lambda value: isinstance(value, bool),
-    "integer": _is_integer,
-    "number": lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
-    "string": lambda value: isinstance(value, str),
-    "array": lambda value: isinstance(value, list),
-    "object": lambda value: isinstance(value, dict),
-}
-
-
-def compile_check(schema: Any) -> Callable[[Any], bool] | None:
-    """A function telling whether an instance is valid against `schema`, or None when the schema
-    uses a keyword this quick check does not implement."""
-    if schema is True:
-        return lambda value: True
-    if not isinstance(schema, dict):
-        return None
-    for keyword in schema:
-        if keyword not in _QUICK_KEYWORDS and keyword not in _ANNOTATIONS:
-            if not keyword.startswith("x-"):
-                return None
-    checks: list[Callable[[Any], bool]] = []
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if any(name not in _TYPES for name in names):
-            return None
-        tests = [_TYPES[name] for name in names]
-        checks.append(lambda value: any(test(value) for test in tests))
-    if "enum" in schema:
-        choices = schema["enum"]
-        if not all(isinstance(choice, str) for choice in choices):
-            return None  # JSON equality of numbers and booleans is left to jsonschema
-        allowed = frozenset(choices)
-        checks.append(lambda value: isinstance(value, str) and value in allowed)
-    if "pattern" in schema:
-        search = re.compile(schema["pattern"]).search
-        checks.append(lambda value: not isinstance(value, str) or search(value) is not None)
-    if "items" in schema:
-        item_check = compile_check(schema["items"])
-        if item_check is None:
-            return None
-        checks.append(
-            lambda value: not isinstance(value, list) or all(item_check(item) for item in value)
-        )
-    if "properties" in schema or "required" in schema or "additionalProperties" in schema:
-        object_check = _compile_object(schema)
-        if object_check is None:
-            return None
-        checks.append(object_check)
-    return lambda value: all(check(value) for check in checks)
-
-
-def _compile_object(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
-    properties = {}
-    for name, subschema in (schema.get("properties") or {}).items():
-        check = compile_check(subschema)
-        if check is None:
-            return None
-        properties[name] = check
-    required = tuple(schema.get("required") or ())
-    extra = schema.get("additionalProperties", True)
-    if extra is True:
-        extra_check = None
-    elif extra is False:
-        extra_check = lambda value: False  # noqa: E731
-    else:
-        extra_check = compile_check(extra)
-        if extra_check is None:
-            return None
-
-    def check(value: Any) -> bool:
-        if not isinstance(value, dict):
-            return True  # object keywords ignore other types
-        if any(name not in value for name in required):
-            return False
-        for name, item in value.items():
-            property_check = properties.get(name)
-            if property_check is not None:
-                if not property_check(item):
-                    return False
-            elif extra_check is not None and not extra_check(item):
-                return False
-        return True
-
-    return check
 
 
 @functools.cache

@@ -80,7 +80,7 @@ def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
         with ratelimit.counting_refusals(deferred_limit):
             key = idempotency.request_key() if endpoint.idempotent else None
             data = request_data(endpoint, path_values)
-            errors = validation_errors(endpoint.request_validator, data)
+            errors = validation_errors(endpoint.request_validator, data, endpoint.request_check)
             if errors:
                 raise Problem(
                     422,
@@ -138,7 +138,7 @@ def run_handler(
                     raise
                 raise value_refused(endpoint, data, *refused) from exc
             body = to_jsonable(result)
-            errors = validation_errors(endpoint.response_validator, body)
+            errors = validation_errors(endpoint.response_validator, body, endpoint.response_check)
             if errors:
                 raise HandlerResponseInvalid(endpoint, errors)
             if endpoint.audit:

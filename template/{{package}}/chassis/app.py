@@ -27,7 +27,7 @@ from .logs import bind_ids, configure_logging, incoming_ids, unbind_ids
 from .migrate import pending
 from .problems import PROBLEM_JSON, Problem, problem_response
 from .routes import Handler, register_endpoints
-from .schemas import GENERATED_DIR, GeneratedCodeMissing, endpoints, load_service
+from .schemas import GENERATED_DIR, endpoints, load_registry, load_service
 from .settings import PACKAGE, Settings, load_settings
 
 # Health probes arrive every few seconds; their access lines are logged at DEBUG only.
@@ -74,16 +74,7 @@ def create_app(
 
 def load_handlers() -> Mapping[str, Handler]:
     """HANDLERS from `_generated/registry.py`, which imports the user's handler modules."""
-    try:
-        from .._generated import registry
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[-1] in ("_generated", "registry"):
-            raise GeneratedCodeMissing(
-                f"{GENERATED_DIR / 'registry.py'} is missing: run `shoestring generate` in the "
-                "service's folder"
-            ) from exc
-        raise
-    return registry.HANDLERS
+    return load_registry().HANDLERS
 
 
 def unavailable_app(reason: BaseException) -> Callable[..., Iterable[bytes]]:

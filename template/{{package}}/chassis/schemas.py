@@ -30,6 +30,21 @@ class GeneratedCodeMissing(RuntimeError):
     """`_generated/` is absent or unreadable: the generator has not run in this service."""
 
 
+def load_registry() -> Any:
+    """`_generated/registry.py` (HANDLERS, SUBSCRIBERS), which imports the user's handler
+    modules; a clear GeneratedCodeMissing when the generator has not run."""
+    try:
+        from .._generated import registry
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[-1] in ("_generated", "registry"):
+            raise GeneratedCodeMissing(
+                f"{GENERATED_DIR / 'registry.py'} is missing: run `shoestring generate` in the "
+                "service's folder"
+            ) from exc
+        raise
+    return registry
+
+
 @functools.cache
 def load_service(path: Path = GENERATED_DIR / "service.json") -> dict[str, Any]:
     """The spec model from `_generated/service.json` (read once per process)."""

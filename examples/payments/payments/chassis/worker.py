@@ -46,7 +46,7 @@ from .housekeeping import purge_done
 from .logs import bound_ids, new_trace_id, trace_id_from
 from .outbox import Deliver, Outgoing, pending, relay_batch
 from .relay import PeerTransport
-from .schemas import GENERATED_DIR, GeneratedCodeMissing
+from .schemas import load_registry
 from .settings import Settings
 
 Handler = Callable[[Context, Any], Any]
@@ -394,13 +394,4 @@ def _fresh_data(job: Job) -> Any:
 
 def load_subscribers() -> Mapping[tuple[str, int], Handler]:
     """SUBSCRIBERS from `_generated/registry.py`, which imports the user's handler modules."""
-    try:
-        from .._generated import registry
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[-1] in ("_generated", "registry"):
-            raise GeneratedCodeMissing(
-                f"{GENERATED_DIR / 'registry.py'} is missing: run `shoestring generate` in the "
-                "service's folder"
-            ) from exc
-        raise
-    return registry.SUBSCRIBERS
+    return load_registry().SUBSCRIBERS

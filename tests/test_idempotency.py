@@ -11,10 +11,12 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 from support import CHASSIS, chassis_module
 
 idempotency = chassis_module("idempotency")
+ratelimit = chassis_module("ratelimit")
 db_module = chassis_module("db")
 migrate = chassis_module("migrate")
 Problem = chassis_module("problems").Problem
@@ -291,3 +293,29 @@ def test_concurrent_claims_of_one_key_from_several_processes_admit_one(mysql_dat
         for worker in workers:
             worker.join(timeout=30)
         assert outcomes == ["409"] * 5 + ["Claim"], outcomes
+
+
+def test_a_claim_the_rate_limit_refuses_leaves_the_key_untouched(database, keys):
+    # The count and the claim travel in one batch; the claim takes the key only when the
+    # count admitted the request.
+    apply_migration(database, "0010_rate_limits.sql")
+    policy = ratelimit.Policy("writes", 1, "minute", "client")
+    storage = ratelimit.DatabaseStorage(database)
+    bucket = "writes|sub:alice"
+
+    def admission(now: float) -> Any:
+        return ratelimit.Admission(policy, bucket, now, storage,
+                                   storage.statements(policy, bucket, now))
+
+    with flask.Flask(__name__).app_context():
+        first = keys.claim(client="alice", key="k-1", endpoint="create_order",
+                           fingerprint=FINGERPRINT, admission=admission(1_700_000_000.0))
+        assert isinstance(first, idempotency.Claim)
+        with pytest.raises(Problem) as refused:
+            keys.claim(client="alice", key="k-2", endpoint="create_order",
+                       fingerprint=FINGERPRINT, admission=admission(1_700_000_001.0))
+        assert refused.value.status == 429
+        assert int(refused.value.headers["Retry-After"]) >= 1
+    with database.transaction() as conn:
+        claimed = conn.fetchall("SELECT idempotency_key FROM idempotency_keys")
+    assert claimed == [{"idempotency_key": "k-1"}]

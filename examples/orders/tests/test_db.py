@@ -120,6 +120,90 @@ def test_a_duplicate_key_is_recognised(things):
         assert conn.dialect.is_duplicate_key(raised.value)
 
 
+def test_a_batch_runs_its_statements_in_order_and_returns_what_each_did(things):
+    with things.transaction() as conn:
+        results = conn.batch([
+            ("INSERT INTO things (name, n) VALUES (%s, %s)", ("c", 3)),
+            ("UPDATE things SET n = n + %s WHERE name IN ('a', 'b')", (10,)),
+            ("SELECT name, n FROM things ORDER BY name", None),
+        ])
+    assert [result.rowcount for result in results[:2]] == [1, 2]
+    assert results[2].rows == [{"name": "a", "n": 11}, {"name": "b", "n": 12}, {"name": "c", "n": 3}]
+
+
+def test_a_batch_can_commit_and_then_the_transaction_takes_no_more_work(things):
+    with things.transaction() as conn:
+        conn.batch([("UPDATE things SET n = %s WHERE name = %s", (7, "a"))], commit=True)
+        with pytest.raises(RuntimeError, match="committed"):
+            conn.execute("UPDATE things SET n = 8 WHERE name = 'a'")
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'a'") == 7
+
+
+def test_a_failing_statement_stops_the_batch_before_its_commit(things):
+    # The duplicate key fails the second statement: the third and the COMMIT never run, and
+    # the first rolls back with the transaction.
+    with pytest.raises(Exception) as raised:
+        with things.transaction() as conn:
+            conn.batch([
+                ("UPDATE things SET n = 50 WHERE name = %s", ("a",)),
+                ("INSERT INTO things (name, n) VALUES (%s, %s)", ("b", 5)),
+                ("UPDATE things SET n = 60 WHERE name = %s", ("b",)),
+            ], commit=True)
+    assert things.dialect.is_duplicate_key(raised.value)
+    with things.transaction() as conn:
+        assert conn.fetchall("SELECT name, n FROM things ORDER BY name") == [
+            {"name": "a", "n": 1}, {"name": "b", "n": 2},
+        ]
+
+
+def test_a_batch_on_mysql_takes_one_round_trip(things):
+    if things.dialect.name != "mysql":
+        pytest.skip("SQLite runs in-process: no round trips to save")
+    with things.transaction() as conn:
+        sent = []
+        real = conn.raw._execute_command
+
+        def counting(command, sql):
+            sent.append(sql)
+            return real(command, sql)
+
+        conn.raw._execute_command = counting
+        try:
+            conn.batch([
+                ("INSERT INTO things (name, n) VALUES (%s, %s)", ("c", 3)),
+                ("UPDATE things SET n = 4 WHERE name = %s", ("c",)),
+            ], commit=True)
+        finally:
+            del conn.raw._execute_command
+    assert len(sent) == 1
+    with things.transaction() as conn:
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'c'") == 4
+
+
+def test_text_holding_a_second_statement_is_refused(things):
+    # What pasting a value into SQL text lets through: refused before it reaches the server.
+    pasted = "a'; DELETE FROM things; --"
+    with things.transaction() as conn:
+        with pytest.raises(ValueError, match="one SQL statement per call"):
+            conn.fetchall(f"SELECT n FROM things WHERE name = '{pasted}'")
+        # A `;` inside a string or a comment is part of the one statement.
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = 'x;y' -- no; match") is None
+        assert conn.fetchvalue("SELECT n FROM things WHERE name = %s", (pasted,)) is None
+        assert conn.fetchvalue("SELECT COUNT(*) AS n FROM things") == 2
+
+
+def test_insert_ignore_statements_write_many_rows_in_few_statements(things):
+    rows = [(f"r{number}", number) for number in range(450)]
+    with things.transaction() as conn:
+        statements = conn.dialect.insert_ignore_statements("things", ["name", "n"], ["name"], rows)
+        assert len(statements) == 3  # 200 rows per statement
+        assert sum(result.rowcount for result in conn.batch(statements)) == 450
+        again = conn.batch(statements)
+        assert sum(result.rowcount for result in again) == 0  # duplicates are dropped
+        assert conn.fetchvalue("SELECT COUNT(*) AS n FROM things") == 452
+
+
 def test_a_connection_is_reused_by_the_next_transaction_on_the_thread(things):
     with things.transaction() as conn:
         first = conn.raw

@@ -19,6 +19,7 @@ import datetime as dt
 import decimal
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
 import pymysql.cursors
+from pymysql.constants import CLIENT
 
 from .dialect import Dialect, MySQLDialect, SQLiteDialect, parse_server_version
 
@@ -43,6 +45,8 @@ Params = Sequence[Any] | Mapping[str, Any]
 # server that closed it (shared hosts often set wait_timeout to a minute or less).
 PING_AFTER_IDLE_SECONDS = 5.0
 MYSQL_CONNECT_TIMEOUT_SECONDS = 5
+# The most SQL `Connection.batch` sends in one message (bytes, about: characters).
+MAX_BATCH_BYTES = 900_000
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 # STRICT_ALL_TABLES turns silent truncation and bad values into errors; the rest match MySQL
@@ -107,9 +111,38 @@ def _adapt_params(params: Params | None, dialect_name: str) -> Any:
     return tuple(_adapt(value, dialect_name) for value in params)
 
 
+def split_statements(sql: str) -> list[str]:
+    """The statements of a script. A `;` inside quotes, comments or a trigger body does not split
+    (SQLite's own tokenizer decides where a statement is complete)."""
+    statements: list[str] = []
+    buffer = ""
+    for char in sql:
+        buffer += char
+        if char == ";" and sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if _has_code(buffer):
+        statements.append(buffer.strip())  # the last statement may omit its `;`
+    return [statement for statement in statements if _has_code(statement)]
+
+
+def _has_code(sql: str) -> bool:
+    without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
+    return bool(without_comments.strip(" \t\r\n;"))
+
+
 def utcnow() -> dt.datetime:
     """The current time as the database stores it: naive UTC, microseconds."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Result:
+    """What one statement of `Connection.batch` did."""
+
+    rowcount: int
+    lastrowid: int | None
+    rows: list[Row]
 
 
 class Connection:
@@ -120,9 +153,26 @@ class Connection:
         self.dialect = dialect
         self.lastrowid: int | None = None
         self.rowcount: int = 0
+        self.committed = False  # by a batch that ended with COMMIT
+
+    def _statement(self, sql: str) -> str:
+        if self.committed:
+            raise RuntimeError(
+                "this transaction was committed by its last batch: open a new one for more work"
+            )
+        statement = self.dialect.translate(sql).strip().rstrip(";")
+        # MySQL connections accept several statements in one call (see `batch`); text holding
+        # more than one is refused here, so that SQL built by pasting a value into its text
+        # cannot smuggle in a second statement. Values belong in parameters.
+        if ";" in statement and len(split_statements(statement)) > 1:
+            raise ValueError(
+                "one SQL statement per call: pass values as parameters (%s), never pasted into "
+                f"the SQL text, and run statements one at a time: {statement[:200]!r}"
+            )
+        return statement
 
     def _run(self, sql: str, params: Params | None, many: bool = False) -> Any:
-        statement = self.dialect.translate(sql)
+        statement = self._statement(sql)
         if self.dialect.name == "sqlite":
             cursor = self.raw.cursor()
         else:
@@ -147,9 +197,62 @@ class Connection:
         cursor.close()
         return self.rowcount
 
+    def batch(
+        self, statements: Sequence[tuple[str, Params | None]], *, commit: bool = False
+    ) -> list[Result]:
+        """Run `statements` in order in this transaction and return what each did (rows as
+        dicts for those that return rows); with `commit`, commit the transaction after the last.
+
+        On MySQL the statements (and the COMMIT) travel to the server as one message and come
+        back as one answer: a request that writes a few rows waits for one round trip instead
+        of one per statement. The server stops at the first statement that fails, so a COMMIT
+        at the end runs only when every statement before it succeeded; the error propagates
+        and the transaction rolls back as usual. On SQLite (in-process, no round trips) they
+        simply run one after another.
+        """
+        if self.dialect.name == "sqlite":
+            results = []
+            for sql, params in statements:
+                cursor = self._run(sql, params)
+                rows = [self._as_dict(cursor, row) for row in cursor.fetchall()]
+                results.append(Result(self.rowcount, self.lastrowid, rows))
+                cursor.close()
+            if commit:
+                self.raw.execute("COMMIT")
+                self.committed = True
+            return results
+        cursor = self.raw.cursor(pymysql.cursors.DictCursor)
+        try:
+            texts = [
+                cursor.mogrify(self._statement(sql), _adapt_params(params, self.dialect.name))
+                for sql, params in statements
+            ]
+            if commit:
+                texts.append("COMMIT")
+            results = []
+            for group in _messages(texts):
+                cursor.execute(";\n".join(group))  # no parameters: each text is already bound
+                for index in range(len(group)):
+                    if index:
+                        cursor.nextset()
+                    results.append(
+                        Result(cursor.rowcount, cursor.lastrowid, list(cursor.fetchall()))
+                    )
+        finally:
+            cursor.close()
+        if commit:
+            results.pop()  # the COMMIT's: it ran, so every statement before it succeeded
+            self.committed = True
+        if results:
+            self.rowcount, self.lastrowid = results[-1].rowcount, results[-1].lastrowid
+        return results
+
     def executemany(self, sql: str, seq_of_params: Iterable[Params]) -> int:
         """Run one statement once per parameter set; return the total rowcount."""
-        cursor = self._run(sql, list(seq_of_params), many=True)
+        params = list(seq_of_params)
+        if len(params) == 1:  # the common case (one message): skip PyMySQL's multi-row rewrite
+            return self.execute(sql, params[0])
+        cursor = self._run(sql, params, many=True)
         cursor.close()
         return self.rowcount
 
@@ -179,6 +282,21 @@ class Connection:
         if isinstance(row, dict):
             return row
         return {column[0]: value for column, value in zip(cursor.description, row)}
+
+
+def _messages(texts: list[str]) -> Iterator[list[str]]:
+    """`texts` in order, grouped into messages of at most MAX_BATCH_BYTES (a statement larger
+    than that goes alone): shared hosts often keep max_allowed_packet at 1 MB."""
+    group: list[str] = []
+    size = 0
+    for text in texts:
+        if group and size + len(text) > MAX_BATCH_BYTES:
+            yield group
+            group, size = [], 0
+        group.append(text)
+        size += len(text) + 2
+    if group:
+        yield group
 
 
 @dataclass
@@ -303,7 +421,8 @@ class Database:
         try:
             self._begin(raw, readonly)
             yield conn
-            self._end(raw, "COMMIT")
+            if not conn.committed:  # a batch may have committed it already
+                self._end(raw, "COMMIT")
         except BaseException as exc:
             healthy = not conn.dialect.is_connection_lost(exc)
             if healthy:
@@ -426,6 +545,9 @@ class Database:
                 database=config.database,
                 charset="utf8mb4",
                 autocommit=False,
+                # `Connection.batch` sends several statements in one round trip; single
+                # statements with a `;` in their text are refused (see `Connection._statement`).
+                client_flag=CLIENT.MULTI_STATEMENTS,
                 connect_timeout=int(options.get("connect_timeout", MYSQL_CONNECT_TIMEOUT_SECONDS)),
                 **kwargs,
             )

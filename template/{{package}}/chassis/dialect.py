@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pymysql
 
@@ -57,6 +58,11 @@ def parse_server_version(version: str) -> tuple[str, tuple[int, ...]]:
     if not numbers:
         return server, (0,)
     return server, tuple(int(part) for part in numbers.groups() if part is not None)
+
+
+# Rows per multi-row INSERT of `insert_ignore_statements`: well under SQLite's limit of bound
+# variables and a shared host's max_allowed_packet for messages of a few kilobytes.
+INSERT_ROWS_PER_STATEMENT = 200
 
 
 class Dialect:
@@ -123,10 +129,43 @@ class Dialect:
         raise NotImplementedError
 
     def insert_ignore_sql(
-        self, table: str, columns: Sequence[str], key_columns: Sequence[str]
+        self, table: str, columns: Sequence[str], key_columns: Sequence[str], rows: int = 1
     ) -> str:
-        """INSERT a row unless one with the same `key_columns` exists. The statement's rowcount
-        is 1 when the row was inserted and 0 when it was already there (deduplication)."""
+        """INSERT `rows` rows (one `%s` per column per row) unless one with the same
+        `key_columns` exists. The statement's rowcount is the number of rows inserted: a
+        duplicate counts 0 (deduplication). Small statements are built once (messages are
+        written on every request)."""
+        cache_key = (table, tuple(columns), tuple(key_columns), rows)
+        sql = self._insert_ignore_cache.get(cache_key)
+        if sql is None:
+            sql = self._build_insert_ignore_sql(table, columns, key_columns, rows)
+            if rows <= 16:
+                self._insert_ignore_cache[cache_key] = sql
+        return sql
+
+    def insert_ignore_statements(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key_columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> list[tuple[str, list[Any]]]:
+        """`insert_ignore_sql` statements for `rows` (for `Connection.batch`): one multi-row
+        INSERT per INSERT_ROWS_PER_STATEMENT rows, each with its rows' values in one list."""
+        return [
+            (
+                self.insert_ignore_sql(table, columns, key_columns, len(chunk)),
+                [value for row in chunk for value in row],
+            )
+            for chunk in (
+                rows[start : start + INSERT_ROWS_PER_STATEMENT]
+                for start in range(0, len(rows), INSERT_ROWS_PER_STATEMENT)
+            )
+        ]
+
+    def _build_insert_ignore_sql(
+        self, table: str, columns: Sequence[str], key_columns: Sequence[str], rows: int
+    ) -> str:
         raise NotImplementedError
 
     def upsert_computed_sql(
@@ -135,8 +174,12 @@ class Dialect:
         values: Mapping[str, str],
         key_columns: Sequence[str],
         assignments: Mapping[str, str],
+        source: str | None = None,
     ) -> str:
         """INSERT one row, or apply `assignments` to the existing row with the same `key_columns`.
+
+        With `source` ("FROM ... WHERE ...", the WHERE required), the row is inserted (or the
+        existing one updated) only when `source` selects a row; otherwise nothing happens.
 
         `values` maps each column to the SQL expression inserted (a placeholder, usually);
         `assignments` maps columns to SQL expressions in which a bare column name means the
@@ -152,8 +195,9 @@ class Dialect:
         updates = ", ".join(
             f"{self.quote(column)} = {expression}" for column, expression in assignments.items()
         )
+        rows = f"SELECT {inserted} {source}" if source else f"VALUES ({inserted})"
         return (
-            f"INSERT INTO {self.quote(table)} ({columns}) VALUES ({inserted}) "
+            f"INSERT INTO {self.quote(table)} ({columns}) {rows} "
             f"{self._on_conflict_update(key_columns)} {updates}"
         )
 
@@ -206,10 +250,11 @@ class Dialect:
     def _column_list(self, columns: Sequence[str]) -> str:
         return ", ".join(self.quote(column) for column in columns)
 
-    def _insert_sql(self, table: str, columns: Sequence[str]) -> str:
-        placeholders = ", ".join("%s" for _ in columns)
+    def _insert_sql(self, table: str, columns: Sequence[str], rows: int = 1) -> str:
+        placeholders = "(" + ", ".join("%s" for _ in columns) + ")"
         columns_sql = self._column_list(columns)
-        return f"INSERT INTO {self.quote(table)} ({columns_sql}) VALUES ({placeholders})"
+        values = ", ".join(placeholders for _ in range(rows))
+        return f"INSERT INTO {self.quote(table)} ({columns_sql}) VALUES {values}"
 
     def __repr__(self) -> str:
         version = ".".join(str(part) for part in self.version)
@@ -227,6 +272,7 @@ class MySQLDialect(Dialect):
     def __init__(self, server: str = "mysql", version: tuple[int, ...] = (0,)) -> None:
         self.server = server
         self.version = version
+        self._insert_ignore_cache: dict[tuple[Any, ...], str] = {}
 
     @property
     def supports_skip_locked(self) -> bool:
@@ -265,12 +311,12 @@ class MySQLDialect(Dialect):
             return self.insert_ignore_sql(table, columns, key_columns)
         return f"{self._insert_sql(table, columns)} ON DUPLICATE KEY UPDATE {assignments}"
 
-    def insert_ignore_sql(self, table, columns, key_columns) -> str:
+    def _build_insert_ignore_sql(self, table, columns, key_columns, rows) -> str:
         # Not INSERT IGNORE: that also turns NOT NULL, foreign key and truncation errors into
         # warnings. Assigning a key column to itself changes nothing, so the server reports 0
         # affected rows for a duplicate (PyMySQL does not set CLIENT_FOUND_ROWS).
         key = self.quote(key_columns[0])
-        return f"{self._insert_sql(table, columns)} ON DUPLICATE KEY UPDATE {key} = {key}"
+        return f"{self._insert_sql(table, columns, rows)} ON DUPLICATE KEY UPDATE {key} = {key}"
 
     def _on_conflict_update(self, key_columns: Sequence[str]) -> str:
         return "ON DUPLICATE KEY UPDATE"
@@ -327,6 +373,7 @@ class SQLiteDialect(Dialect):
 
     def __init__(self) -> None:
         self.version = sqlite3.sqlite_version_info
+        self._insert_ignore_cache: dict[tuple[Any, ...], str] = {}
 
     @property
     def supports_skip_locked(self) -> bool:
@@ -367,9 +414,9 @@ class SQLiteDialect(Dialect):
             f"DO UPDATE SET {assignments}"
         )
 
-    def insert_ignore_sql(self, table, columns, key_columns) -> str:
+    def _build_insert_ignore_sql(self, table, columns, key_columns, rows) -> str:
         return (
-            f"{self._insert_sql(table, columns)} "
+            f"{self._insert_sql(table, columns, rows)} "
             f"ON CONFLICT ({self._column_list(key_columns)}) DO NOTHING"
         )
 

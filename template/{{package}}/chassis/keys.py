@@ -149,6 +149,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._keys: tuple[KeyInfo, ...] = ()
+        self._live: tuple[KeyInfo, ...] = ()
+        # Checked on every token a request carries: a plain string saves building a Path.
+        self._keyring = os.fspath(self.directory / KEYRING_FILE)
         self._signing: SigningKey | None = None
 
     # -- reading -------------------------------------------------------------------------------
@@ -164,8 +167,11 @@ class KeyStore:
             return self._keys
 
     def live_keys(self) -> tuple[KeyInfo, ...]:
-        """The keys that verify: the signing key and the keys not yet retired."""
-        return tuple(k for k in self.keys() if k.retired_at is None)
+        """The keys that verify: the signing key and the keys not yet retired. The same tuple
+        object until the keyring changes, so callers may cache what they build from it."""
+        with self._lock:
+            self._reload_if_changed()
+            return self._live
 
     def signing_key(self) -> SigningKey:
         """The key that signs tokens now; a KeyStoreError says how to create one."""
@@ -189,14 +195,15 @@ class KeyStore:
 
     def _reload_if_changed(self) -> None:
         try:
-            st = self.keyring_path.stat()
+            st = os.stat(self._keyring)
         except FileNotFoundError:
-            self._stamp, self._keys, self._signing = None, (), None
+            self._stamp, self._keys, self._live, self._signing = None, (), (), None
             return
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return
         self._keys = self._read_keyring()
+        self._live = tuple(k for k in self._keys if k.retired_at is None)
         self._stamp = stamp
         self._signing = None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from .claim import QUEUE
 from .db import Connection, utcnow
+from .dialect import Dialect
 from .events import Catalog, MessageError, UnknownMessage, envelope, parse_event_type
 
 COLUMNS = (
@@ -65,12 +66,14 @@ def insert(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
     A row whose (source, message_id) is already there is dropped, whatever its status: a peer
     that retries a delivery after a lost acknowledgement does not cause a second handling.
     """
-    if not rows:
-        return 0
-    sql = conn.dialect.insert_ignore_sql(QUEUE.name, COLUMNS, ("source", "message_id"))
-    # PyMySQL turns executemany of one INSERT ... VALUES (%s, ...) into one multi-row INSERT;
-    # SQLite runs it in-process, statement after statement, without a round trip.
-    return conn.executemany(sql, rows)
+    return sum(result.rowcount for result in conn.batch(insert_statements(conn.dialect, rows)))
+
+
+def insert_statements(
+    dialect: Dialect, rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[str, list[Any]]]:
+    """The multi-row INSERTs of `insert`, for a `Connection.batch` that may carry more."""
+    return dialect.insert_ignore_statements(QUEUE.name, COLUMNS, ("source", "message_id"), rows)
 
 
 def accept(conn: Connection, events: Iterable[dict[str, Any]]) -> int:

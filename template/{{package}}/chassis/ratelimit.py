@@ -26,20 +26,21 @@ requests pass (default) or get 503, and the failure is logged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Connection, Database
+from .db import Connection, Database, Result
 from .problems import Problem
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -55,6 +56,8 @@ PURGE_PROBABILITY = 1 / 200
 PURGE_BATCH = 200
 # A storage outage is logged at most this often per process, not once per request.
 OUTAGE_LOG_INTERVAL_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def _parse_hops(raw: str) -> int:
@@ -204,9 +207,18 @@ class DatabaseStorage:
     def hit_in(self, conn: Connection, policy: Policy, bucket: str, now: float) -> Decision:
         """Count and decide inside the caller's open transaction `conn`; the count commits with
         it (a refusal changes nothing, so rolling it back loses nothing)."""
-        period = policy.period_seconds * MICROSECONDS
-        interval = max(1, period // policy.limit)  # one request's share of the period
-        now_us = int(now * MICROSECONDS)
+        statements = self.statements(policy, bucket, now)
+        decision = self.decide(policy, now, conn.batch(statements))
+        if random.random() < PURGE_PROBABILITY:
+            # In the same transaction: a statement of its own would need a second connection.
+            self.purge_in(conn, now, PURGE_BATCH)
+        return decision
+
+    def statements(self, policy: Policy, bucket: str, now: float) -> list[tuple[str, Any]]:
+        """The statements that count one request against `bucket` (for `Connection.batch`,
+        possibly beside others); `decide` reads their results. The last one leaves the bucket's
+        row, so a later statement of the same batch may read `last_allowed` from it."""
+        period, interval, now_us = _timing(policy, now)
         params = {
             "bucket": bucket,
             "now": now_us,
@@ -218,17 +230,18 @@ class DatabaseStorage:
         }
         upsert, read_back = self._sql()
         if read_back:
-            conn.execute(upsert, params)
-            row = conn.fetchone(read_back, params)
-        else:
-            row = conn.fetchone(upsert, params)
-        if row is None:  # cannot happen: the upsert leaves the row in place until commit
-            raise RuntimeError(f"rate limit bucket {bucket!r} vanished inside its transaction")
-        if random.random() < PURGE_PROBABILITY:
-            # In the same transaction: a statement of its own would need a second connection.
-            self.purge_in(conn, now, PURGE_BATCH)
-        tat = int(row["tat_us"])
-        return _decision(policy, bool(row["last_allowed"]), tat, now_us, period, interval)
+            return [(upsert, params), (read_back, params)]
+        return [(upsert, params)]
+
+    def decide(self, policy: Policy, now: float, results: Sequence[Result]) -> Decision:
+        """The decision from the results of `statements` (the first results of a batch)."""
+        last = results[1] if self._sql()[1] else results[0]
+        if not last.rows:  # cannot happen: the upsert leaves the row in place until commit
+            raise RuntimeError("a rate limit bucket vanished inside its transaction")
+        row = last.rows[0]
+        period, interval, now_us = _timing(policy, now)
+        return _decision(policy, bool(row["last_allowed"]), int(row["tat_us"]), now_us, period,
+                         interval)
 
     def _sql(self) -> tuple[str, str]:
         """The check's upsert, and the SELECT that reads its row back where the server has no
@@ -275,6 +288,12 @@ class DatabaseStorage:
     def purge_in(self, conn: Connection, now: float, batch: int) -> int:
         sql = self.db.dialect.delete_batch_sql(TABLE, "tat_us < %s", batch)
         return conn.execute(sql, (int(now * MICROSECONDS),))
+
+
+def _timing(policy: Policy, now: float) -> tuple[int, int, int]:
+    """(period, one request's share of it, now), in microseconds."""
+    period = policy.period_seconds * MICROSECONDS
+    return period, max(1, period // policy.limit), int(now * MICROSECONDS)
 
 
 def _decision(
@@ -477,6 +496,7 @@ def client_address(
     return normalize_address(address, group_ipv6)
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and the same few callers come back all the time
 def normalize_address(address: str, group_ipv6: bool = True) -> str:
     """A canonical text form: IPv4-mapped IPv6 as IPv4, IPv6 optionally as its /64."""
     candidate = address
@@ -554,8 +574,50 @@ def enforce(policy_name: str | None, conn: Connection | None = None) -> None:
             "seconds",
             headers={"Retry-After": str(StorageUnavailable.retry_after)},
         ) from None
-    if decision is None:  # storage down, failing open: already logged
-        return
+    if decision is not None:  # None: storage down, failing open (already logged)
+        _apply(decision)
+
+
+@dataclass
+class Admission:
+    """The current request's count under a policy, as statements for a batch of the app's
+    database (`Connection.batch`), so that it shares a round trip with other work (the claim of
+    an Idempotency-Key). `bucket` is the row the statements leave, `admit` applies the outcome."""
+
+    policy: Policy
+    bucket: str
+    now: float
+    storage: DatabaseStorage
+    statements: list[tuple[str, Any]]
+
+    def admit(self, results: Sequence[Result]) -> None:
+        """Apply the decision in the batch's first results: a 429 problem when over the limit.
+        Call it after the batch's transaction ended (it may purge old rows in one of its own)."""
+        if random.random() < PURGE_PROBABILITY:
+            try:
+                self.storage.purge(self.now, PURGE_BATCH)
+            except Exception as exc:  # noqa: BLE001  # housekeeping must never fail a request
+                log.warning("ratelimit.purge_failed", extra={"reason": str(exc)})
+        _apply(self.storage.decide(self.policy, self.now, results))
+
+
+def admission(policy_name: str) -> Admission | None:
+    """The current request's count under `policy_name` as an `Admission`, or None when the
+    counters do not live in the app's database (count with `enforce` then)."""
+    limiter: RateLimiter = current_app.extensions[EXTENSION]
+    storage = limiter.storage
+    if not isinstance(storage, DatabaseStorage) or not limiter.counts_in(
+        current_app.extensions["chassis"].db
+    ):
+        return None
+    policy = limiter.policies[policy_name]
+    bucket = bucket_name(policy, client_id(g.get("identity")), request_address())
+    now = limiter.clock()
+    return Admission(policy, bucket, now, storage, storage.statements(policy, bucket, now))
+
+
+def _apply(decision: Decision) -> None:
+    """Remember the decision for the response headers; a 429 problem when it refuses."""
     g.rate_limit = decision
     if not decision.allowed:
         policy = decision.policy
@@ -584,8 +646,9 @@ def request_address(group_ipv6: bool = True) -> str:
     """The current request's client address, trusting TRUSTED_PROXY_HOPS proxies."""
     limiter: RateLimiter | None = current_app.extensions.get(EXTENSION)
     hops = limiter.trusted_proxy_hops if limiter is not None else 0
+    environ = request.environ
     return client_address(
-        request.environ.get("REMOTE_ADDR"), request.headers.get("X-Forwarded-For"), hops, group_ipv6
+        environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), hops, group_ipv6
     )
 
 

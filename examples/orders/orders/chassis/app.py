@@ -105,30 +105,34 @@ def _install_request_ids(app: Flask) -> None:
     """Give each request its ids (the caller's X-Request-Id and traceparent when sent), stamp
     them on every log line, echo X-Request-Id, and log one access line per request."""
 
+    # These hooks run on every request: each reads the request and `g` once (every access
+    # through Flask's proxies costs a context lookup).
     @app.before_request
     def start() -> None:
-        g.request_id, g.trace_id = incoming_ids(request.headers)
-        g.id_tokens = bind_ids(g.request_id, g.trace_id)
-        g.started = time.perf_counter()
+        state = g._get_current_object()
+        state.request_id, state.trace_id = incoming_ids(request.headers)
+        state.id_tokens = bind_ids(state.request_id, state.trace_id)
+        state.started = time.perf_counter()
 
     @app.after_request
     def finish(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        elapsed_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
-        level = 10 if request.path in QUIET_PATHS else 20  # DEBUG : INFO
-        runtime().log.log(
-            level,
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": elapsed_ms,
-            },
-        )
+        state = g._get_current_object()
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        response.headers["X-Request-Id"] = getattr(state, "request_id", "")
+        started = getattr(state, "started", None)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2) if started else 0.0
+        method, path, status = req.method, req.path, response.status_code
+        log = runtime().log
+        level = 10 if path in QUIET_PATHS else 20  # DEBUG : INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={"method": method, "path": path, "status": status, "duration_ms": elapsed_ms},
+            )
         return response
 
     @app.teardown_request

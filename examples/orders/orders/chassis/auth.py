@@ -551,7 +551,7 @@ class LocalKeys:
     def find(self, kid: str | None) -> VerificationKey | None:
         live = self.store.live_keys()  # re-reads the keyring only when the file changed
         with self._lock:
-            if live != self._built_from:
+            if live is not self._built_from:  # the store keeps one tuple per keyring state
                 self._keys = {
                     info.kid: VerificationKey(
                         info.kid, info.alg, jwt.PyJWK(dict(info.public_jwk), algorithm=info.alg)

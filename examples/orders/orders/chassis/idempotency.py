@@ -38,15 +38,16 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Connection, Database, utcnow
+from .db import Connection, Database, Result, retry_on_deadlock, utcnow
 from .problems import Problem
-from .ratelimit import client_id, enforce, request_address
+from .ratelimit import TABLE as RATE_LIMIT_TABLE
+from .ratelimit import Admission, admission, client_id, enforce, request_address
 
 KEY_HEADER = "Idempotency-Key"
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
@@ -216,8 +217,8 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    _statements: tuple[str, str] | None = field(
-        default=None, init=False, repr=False, compare=False
+    _statements: dict[bool, tuple[str, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def claim(
@@ -227,18 +228,19 @@ class IdempotencyKeys:
         key: str,
         endpoint: str,
         fingerprint: str,
-        admit: Callable[[Connection], None] | None = None,
+        admission: Admission | None = None,
     ) -> Claim | Replay:
         """Take the key for this request, or return the stored response of its first use.
 
         Raises a 422 Problem when the key was first used for a different request, and a 409
-        Problem (with Retry-After) while that first request is still running. `admit(conn)`,
-        when given, runs first in the claim's transaction (the rate limit check: one commit
-        for both); an exception from it leaves the key untouched.
+        Problem (with Retry-After) while that first request is still running. `admission`,
+        when given, is the request's rate limit count: it runs first, in the same round trip
+        and transaction, and the key is claimed only when it admits the request (a refused
+        request never touches the key); its 429 Problem is raised here.
         """
         now = self.clock()
         owner = uuid.uuid4().hex
-        params = {
+        params: dict[str, Any] = {
             "client": client,
             "key": key,
             "owner": owner,
@@ -247,29 +249,27 @@ class IdempotencyKeys:
             "now": now,
             "lease_until": now + dt.timedelta(seconds=self.lease_seconds),
         }
-        upsert, read_back = self._sql()
+        upsert, read_back = self._sql(admitted_only=admission is not None)
+        statements = list(admission.statements) if admission is not None else []
+        if admission is not None:
+            params["bucket"] = admission.bucket
+        statements.append((upsert, params))
+        if read_back:
+            # No RETURNING: read the row in the same batch, under the lock the upsert took.
+            statements.append((read_back, params))
 
-        def run(conn: Connection) -> dict[str, Any] | None:
-            if admit is not None:
-                admit(conn)
-            if read_back:
-                # Without RETURNING the affected-row count tells (no FOUND_ROWS flag): 1 when
-                # the row was inserted, 2 when this upsert took it over, 0 when it left another
-                # request's row as it was.
-                if conn.execute(upsert, params) in (1, 2):
-                    return {"owner": owner}
-            else:
-                row = conn.fetchone(upsert, params)  # RETURNING owner
-                if row is not None and row["owner"] == owner:
-                    return row  # ours: nothing else to read (the common case)
-            # Another request's key: what it holds, read under the lock the upsert took.
-            return conn.fetchone(read_back or self._read_sql(), params)
+        def run() -> list[Result]:
+            with self.db.transaction() as conn:
+                return conn.batch(statements, commit=True)
 
-        row = self.db.run_in_transaction(run)
-        if row is None:  # cannot happen: the upsert leaves the row in place until commit
-            raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
+        results = retry_on_deadlock(run, self.db.dialect, attempts=5)
+        if admission is not None:
+            admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:
             self._purge_quietly()
+        if not results[-1].rows:  # cannot happen: the upsert leaves the row until commit
+            raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
+        row = results[-1].rows[0]
         if row["owner"] == owner:
             return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
         if row["fingerprint"] != fingerprint:
@@ -294,18 +294,13 @@ class IdempotencyKeys:
             headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
         )
 
-    def _read_sql(self) -> str:
-        """The SELECT of what a key's row holds (the replay, or whose it is)."""
-        return (
-            f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
-            "WHERE client = %(client)s AND idempotency_key = %(key)s"
-        )
-
-    def _sql(self) -> tuple[str, str]:
+    def _sql(self, admitted_only: bool) -> tuple[str, str]:
         """The claim's upsert, and the SELECT that reads its row back where the server has no
-        RETURNING ("" where it has: the upsert returns the owner, enough to see that the key is
-        this request's). Built once: they depend only on the dialect."""
-        if self._statements is None:
+        RETURNING ("" where it has: the upsert returns the row as it left it). With
+        `admitted_only`, the upsert does anything only when the rate limit bucket
+        `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
+        per variant: they depend only on the dialect."""
+        if admitted_only not in self._statements:
             # Why this is safe under concurrency: one upsert inserts the row or locks the
             # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
             # concurrent claims of one key run one after another. A row is taken over only once
@@ -335,18 +330,35 @@ class IdempotencyKeys:
                     column: f"CASE WHEN {take_over} THEN {value} ELSE {column} END"
                     for column, value in replaced.items()
                 },
+                source=(
+                    f"FROM {dialect.quote(RATE_LIMIT_TABLE)} "
+                    "WHERE bucket = %(bucket)s AND last_allowed = 1"
+                    if admitted_only
+                    else None
+                ),
             )
-            returning = dialect.returning_sql(["owner"])
+            returning = dialect.returning_sql(list(_ROW_COLUMNS))
             if returning:
-                self._statements = (f"{upsert} {returning}", "")
+                self._statements[admitted_only] = (f"{upsert} {returning}", "")
             else:
-                self._statements = (upsert, self._read_sql())
-        return self._statements
+                self._statements[admitted_only] = (
+                    upsert,
+                    f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
+                    "WHERE client = %(client)s AND idempotency_key = %(key)s",
+                )
+        return self._statements[admitted_only]
 
     def complete(
-        self, conn: Connection, claim: Claim, status: int, headers: Mapping[str, str], body: str
+        self,
+        conn: Connection,
+        claim: Claim,
+        status: int,
+        headers: Mapping[str, str],
+        body: str,
+        pending: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        """Store the response in the handler's transaction `conn` and mark the key DONE.
+        """Store the response in the handler's transaction `conn` and mark the key DONE; the
+        statements `pending` (the handler's messages) run first, in the same round trip.
 
         Raises ClaimLost (409), rolling the handler's effects back with the transaction, when
         the key is no longer this request's.
@@ -355,7 +367,7 @@ class IdempotencyKeys:
         # Fenced on the owner token: a request whose lease ran out and whose key a retry took
         # over (or the purge deleted) changes nothing here. The UPDATE locks the row until the
         # handler's transaction commits, so a retry arriving meanwhile waits and then replays.
-        changed = conn.execute(
+        update = (
             f"UPDATE {TABLE} SET state = %s, response_status = %s, response_headers = %s, "
             "response_body = %s, reclaimable_at = %s "
             "WHERE client = %s AND idempotency_key = %s AND owner = %s AND state = %s",
@@ -371,7 +383,7 @@ class IdempotencyKeys:
                 RUNNING,
             ),
         )
-        if changed != 1:
+        if conn.batch([*pending, update])[-1].rowcount != 1:
             raise ClaimLost(claim.key)
 
     def release(self, claim: Claim) -> None:
@@ -402,8 +414,9 @@ class IdempotencyKeys:
 
 # -- Flask wiring --------------------------------------------------------------------------------
 
-# Called inside the handler's transaction with its connection and response body.
-Finish = Callable[[Connection, Any], None]
+# Called inside the handler's transaction with its connection, its response body and the
+# statements still to run before it commits (its messages), which it runs with its own.
+Finish = Callable[[Connection, Any, Sequence[tuple[str, Any]]], None]
 
 
 def install(app: Flask, keys: IdempotencyKeys | None = None) -> IdempotencyKeys:
@@ -437,12 +450,15 @@ def run_once(
     `run(finish)` runs the handler in its transaction and must call `finish(conn, body)` before
     committing; it returns the response body. A replay returns the stored response instead of
     calling `run`; a failure of `run` releases the key and propagates. The request is counted
-    against `rate_limit` (the endpoint's policy) in the transaction that claims the key: one
-    commit for both, and a refused request (429) never touches the key.
+    against `rate_limit` (the endpoint's policy) in the round trip and transaction that claim
+    the key, and a refused request (429) never touches the key.
     """
     keys: IdempotencyKeys = current_app.extensions[EXTENSION]
+    counted = admission(rate_limit) if rate_limit else None
+    if rate_limit and counted is None:  # the counters live elsewhere (Redis): count first
+        enforce(rate_limit)
     outcome = keys.claim(
-        admit=(lambda conn: enforce(rate_limit, conn)) if rate_limit else None,
+        admission=counted,
         client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
         key=key,
         endpoint=endpoint_name,
@@ -462,10 +478,10 @@ def run_once(
 
     stored: list[str] = []  # the body as stored, sent as it is (one serialization)
 
-    def finish(conn: Connection, body: Any) -> None:
+    def finish(conn: Connection, body: Any, pending: Sequence[tuple[str, Any]]) -> None:
         text = "" if status == 204 else current_app.json.dumps(body)
         headers = {} if status == 204 else {"Content-Type": "application/json"}
-        keys.complete(conn, outcome, status, headers, text)
+        keys.complete(conn, outcome, status, headers, text, pending)
         stored[:] = [text]
 
     try:

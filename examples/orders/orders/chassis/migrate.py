@@ -17,12 +17,11 @@ DDL statement, so keep one change per file there: a failure leaves the earlier s
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import Connection, Database, retry_on_deadlock, utcnow
+from .db import Connection, Database, retry_on_deadlock, split_statements, utcnow
 from .schemas import SERVICE_ROOT
 
 CHASSIS_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -44,26 +43,6 @@ class Migration:
 
     def statements(self) -> list[str]:
         return split_statements(self.path.read_text(encoding="utf-8"))
-
-
-def split_statements(sql: str) -> list[str]:
-    """The statements of a script. A `;` inside quotes, comments or a trigger body does not split
-    (SQLite's own tokenizer decides where a statement is complete)."""
-    statements: list[str] = []
-    buffer = ""
-    for char in sql:
-        buffer += char
-        if char == ";" and sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if _has_code(buffer):
-        statements.append(buffer.strip())  # the last statement may omit its `;`
-    return [statement for statement in statements if _has_code(statement)]
-
-
-def _has_code(sql: str) -> bool:
-    without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
-    return bool(without_comments.strip(" \t\r\n;"))
 
 
 def migration_folders(dialect_name: str, root: Path = SERVICE_ROOT) -> list[tuple[str, Path]]:

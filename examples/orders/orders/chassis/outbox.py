@@ -35,6 +35,7 @@ from typing import Any
 from . import queue
 from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_exception, fail
 from .db import Connection, Database, retry_on_deadlock
+from .dialect import Dialect
 from .events import Catalog, MessageError, envelope, parse_event_type
 
 #: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
@@ -102,15 +103,19 @@ class Outgoing:
         self.queue_rows.append(queue.row_values(event, delay_seconds))
 
     def flush(self, conn: Connection) -> None:
-        """Write the buffered rows in the caller's transaction: one INSERT per table."""
-        if self.outbox_rows:
-            key = ("destination", "message_id")
-            sql = conn.dialect.insert_ignore_sql(OUTBOX.name, COLUMNS, key)
-            conn.executemany(sql, self.outbox_rows)  # one multi-row INSERT on MySQL
-            self.outbox_rows = []
-        if self.queue_rows:
-            queue.insert(conn, self.queue_rows)
-            self.queue_rows = []
+        """Write the buffered rows in the caller's transaction, in one round trip."""
+        statements = self.take_statements(conn.dialect)
+        if statements:
+            conn.batch(statements)
+
+    def take_statements(self, dialect: Dialect) -> list[tuple[str, list[Any]]]:
+        """The INSERTs that write the buffered rows (a multi-row INSERT per table), for a
+        `Connection.batch` that may carry more; the buffer is emptied."""
+        statements = dialect.insert_ignore_statements(
+            OUTBOX.name, COLUMNS, ("destination", "message_id"), self.outbox_rows
+        ) + queue.insert_statements(dialect, self.queue_rows)
+        self.discard()
+        return statements
 
     def discard(self) -> None:
         self.outbox_rows = []

@@ -25,7 +25,8 @@ from flask import Flask, Response, current_app, g, request
 
 from . import audit, auth, idempotency, jsonbody, ratelimit
 from .context import Context, runtime
-from .db import Connection, retry_on_deadlock
+from .db import retry_on_deadlock
+from .idempotency import Finish
 from .problems import Problem
 from .schemas import Endpoint, json_pointer, to_jsonable, validation_errors
 
@@ -108,14 +109,15 @@ def run_handler(
     endpoint: Endpoint,
     handler: Handler,
     data: dict[str, Any],
-    before_commit: Callable[[Connection, Any], None] | None = None,
+    before_commit: Finish | None = None,
 ) -> Any:
     """Call the handler in one transaction; return its response body (JSON-ready).
 
     In that transaction, after the handler: the body is checked against the response schema,
-    an audit row is written (endpoints with `audit: true`), the messages the handler published
-    are written, and `before_commit(conn, body)` runs (e.g. storing the response of an
-    idempotent request). Any failure rolls all of it back.
+    an audit row is written (endpoints with `audit: true`), and the messages the handler
+    published are written, by `before_commit(conn, body, pending)` when given (it runs the
+    statements `pending` with its own, e.g. storing the response of an idempotent request).
+    Any failure rolls all of it back.
     """
     state = runtime()
 
@@ -154,9 +156,13 @@ def run_handler(
                         "status": endpoint.status,
                     },
                 )
-            ctx.flush_messages()
+            # The messages the handler published and what `before_commit` stores go to the
+            # database together, in one round trip.
+            pending = ctx.outgoing.take_statements(conn.dialect)
             if before_commit is not None:
-                before_commit(conn, body)
+                before_commit(conn, body, pending)
+            elif pending:
+                conn.batch(pending)
             return body
 
     return retry_on_deadlock(attempt, state.db.dialect, attempts=3)

@@ -26,6 +26,7 @@ _FORMAT_SEQUENCE = re.compile(r"%\((\w+)\)s|%s|%%")
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 ER_DUP_ENTRY = 1062
+ER_SUBQUERY_NO_1_ROW = 1242
 # Client-side errors that mean the connection is gone (server restarted, wait_timeout elapsed).
 CR_CONNECTION_LOST = {2006, 2013, 2055}
 # A value the column cannot hold, refused in strict mode (STRICT_ALL_TABLES) instead of being
@@ -211,6 +212,16 @@ class Dialect:
         left it). One round trip less per upsert where it exists."""
         return None
 
+    def one_row_changed_sql(self) -> str | None:
+        """A statement that fails (`is_not_one_row_changed`) unless the statement just before it
+        changed exactly one row: in a batch before its COMMIT, it makes the commit depend on
+        that. None where there is none (SQLite: check the rowcount, then commit)."""
+        return None
+
+    def is_not_one_row_changed(self, exc: BaseException) -> bool:
+        """True when `one_row_changed_sql` failed."""
+        return False
+
     def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
         """DELETE at most `limit` rows matching `where`: purges in small batches keep each
         transaction, and the locks it holds, short."""
@@ -348,6 +359,19 @@ class MySQLDialect(Dialect):
 
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return _mysql_errno(exc) == ER_DUP_ENTRY
+
+    def one_row_changed_sql(self) -> str:
+        # ROW_COUNT() is what the previous statement changed. A scalar subquery yielding two
+        # rows is an error (1242) on every MySQL and MariaDB: the one way a plain statement
+        # outside a stored program can fail on a condition. SET, not SELECT: no result set
+        # to send and read.
+        return (
+            "SET @shoestring_one_row_changed = "
+            "(SELECT 1 UNION ALL SELECT 2 FROM DUAL WHERE ROW_COUNT() <> 1)"
+        )
+
+    def is_not_one_row_changed(self, exc: BaseException) -> bool:
+        return _mysql_errno(exc) == ER_SUBQUERY_NO_1_ROW
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         if isinstance(exc, pymysql.err.InterfaceError):  # "(0, '')": the socket is closed

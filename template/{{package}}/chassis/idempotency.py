@@ -269,9 +269,17 @@ class IdempotencyKeys:
             self._purge_quietly()
         if not results[-1].rows:  # cannot happen: the upsert leaves the row until commit
             raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
-        row = results[-1].rows[0]
-        if row["owner"] == owner:
+        if results[-1].rows[0]["owner"] == owner:
             return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
+        # Another request's key (the rare case): what it holds now.
+        with self.db.transaction(readonly=True) as conn:
+            row = conn.fetchone(
+                f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
+                "WHERE client = %(client)s AND idempotency_key = %(key)s",
+                params,
+            )
+        if row is None:  # purged or released since: the key is free again
+            raise _in_use(key)
         if row["fingerprint"] != fingerprint:
             raise Problem(
                 422,
@@ -286,17 +294,11 @@ class IdempotencyKeys:
                 headers=json.loads(row["response_headers"] or "{}"),
                 body=row["response_body"] or "",
             )
-        raise Problem(
-            409,
-            f"a request with Idempotency-Key {key!r} is still being processed: retry after "
-            f"{CONFLICT_RETRY_AFTER_SECONDS} second(s) to get its result",
-            title="Idempotency-Key In Use",
-            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
-        )
+        raise _in_use(key)
 
     def _sql(self, admitted_only: bool) -> tuple[str, str]:
-        """The claim's upsert, and the SELECT that reads its row back where the server has no
-        RETURNING ("" where it has: the upsert returns the row as it left it). With
+        """The claim's upsert, and the SELECT that reads the row's owner back where the server
+        has no RETURNING ("" where it has: the upsert returns it). With
         `admitted_only`, the upsert does anything only when the rate limit bucket
         `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
         per variant: they depend only on the dialect."""
@@ -337,13 +339,14 @@ class IdempotencyKeys:
                     else None
                 ),
             )
-            returning = dialect.returning_sql(list(_ROW_COLUMNS))
+            # Only the owner: a column more costs every request its description on the wire.
+            returning = dialect.returning_sql(["owner"])
             if returning:
                 self._statements[admitted_only] = (f"{upsert} {returning}", "")
             else:
                 self._statements[admitted_only] = (
                     upsert,
-                    f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
+                    f"SELECT owner FROM {TABLE} "
                     "WHERE client = %(client)s AND idempotency_key = %(key)s",
                 )
         return self._statements[admitted_only]
@@ -357,8 +360,9 @@ class IdempotencyKeys:
         body: str,
         pending: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        """Store the response in the handler's transaction `conn` and mark the key DONE; the
-        statements `pending` (the handler's messages) run first, in the same round trip.
+        """Store the response in the handler's transaction `conn`, mark the key DONE, and
+        commit where the server can do all that in one round trip (MySQL); the statements
+        `pending` (the handler's messages) run first, in the same round trip.
 
         Raises ClaimLost (409), rolling the handler's effects back with the transaction, when
         the key is no longer this request's.
@@ -383,8 +387,19 @@ class IdempotencyKeys:
                 RUNNING,
             ),
         )
-        if conn.batch([*pending, update])[-1].rowcount != 1:
-            raise ClaimLost(claim.key)
+        check = conn.dialect.one_row_changed_sql()
+        if check is None:
+            if conn.batch([*pending, update])[-1].rowcount != 1:
+                raise ClaimLost(claim.key)
+            return
+        # Messages, response and COMMIT in one round trip: the check before the COMMIT fails
+        # the batch, so nothing commits, unless the UPDATE found the key still ours.
+        try:
+            conn.batch([*pending, update, (check, None)], commit=True)
+        except Exception as exc:
+            if conn.dialect.is_not_one_row_changed(exc):
+                raise ClaimLost(claim.key) from None
+            raise
 
     def release(self, claim: Claim) -> None:
         """Give the key up after the handler failed (its transaction rolled back), so the
@@ -410,6 +425,16 @@ class IdempotencyKeys:
             self.purge(PURGE_BATCH)
         except Exception as exc:  # noqa: BLE001  # housekeeping must never fail the request
             log.warning("idempotency.purge_failed", extra={"reason": str(exc)})
+
+
+def _in_use(key: str) -> Problem:
+    return Problem(
+        409,
+        f"a request with Idempotency-Key {key!r} is still being processed: retry after "
+        f"{CONFLICT_RETRY_AFTER_SECONDS} second(s) to get its result",
+        title="Idempotency-Key In Use",
+        headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+    )
 
 
 # -- Flask wiring --------------------------------------------------------------------------------
@@ -457,16 +482,17 @@ def run_once(
     counted = admission(rate_limit) if rate_limit else None
     if rate_limit and counted is None:  # the counters live elsewhere (Redis): count first
         enforce(rate_limit)
+    current = request._get_current_object()  # type: ignore[attr-defined]
     outcome = keys.claim(
         admission=counted,
         client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
         key=key,
         endpoint=endpoint_name,
         fingerprint=fingerprint(
-            request.method,
-            request.path,
-            request.query_string.decode("latin-1"),
-            request.get_data(cache=True),
+            current.method,
+            current.path,
+            current.query_string.decode("latin-1"),
+            current.get_data(cache=True),
         ),
     )
     if isinstance(outcome, Replay):

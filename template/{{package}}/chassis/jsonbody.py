@@ -31,7 +31,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
+from flask import request as flask_request
 
 from .problems import Problem
 from .schemas import json_pointer
@@ -257,6 +258,7 @@ def read_request_json() -> Any:
     without one.
     """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
+    request = flask_request._get_current_object()  # type: ignore[attr-defined]  # read often
     if request.content_length is not None and request.content_length > limit:
         raise Problem(
             413,

@@ -12,7 +12,6 @@ systemd both collect stderr, where these lines go.
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import json
 import logging
 import re
@@ -98,9 +97,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": _utc_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -116,6 +113,13 @@ class JSONFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def _utc_timestamp(created: float) -> str:
+    """`created` (Unix seconds) as ISO 8601 UTC with milliseconds: 2024-05-01T12:30:00.123Z."""
+    seconds = int(created)
+    milliseconds = int((created - seconds) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{milliseconds:03d}Z"
 
 
 class _StderrHandler(logging.StreamHandler):

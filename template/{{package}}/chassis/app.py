@@ -110,7 +110,13 @@ def _install_request_ids(app: Flask) -> None:
     @app.before_request
     def start() -> None:
         state = g._get_current_object()
-        state.request_id, state.trace_id = incoming_ids(request.headers)
+        environ = request.environ  # the two headers, without building request.headers
+        state.request_id, state.trace_id = incoming_ids(
+            {
+                "X-Request-Id": environ.get("HTTP_X_REQUEST_ID", ""),
+                "traceparent": environ.get("HTTP_TRACEPARENT", ""),
+            }
+        )
         state.id_tokens = bind_ids(state.request_id, state.trace_id)
         state.started = time.perf_counter()
 

@@ -45,6 +45,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from .db import Connection, Database, Result, retry_on_deadlock, utcnow
+from .jsonbody import CANONICAL
 from .problems import Problem
 from .ratelimit import TABLE as RATE_LIMIT_TABLE
 from .ratelimit import Admission, admission, client_id, enforce, request_address
@@ -190,15 +191,19 @@ def client_scope(client: str | None, address: str) -> str:
     return scope
 
 
-def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+def fingerprint(method: str, path: str, query: str, body: bytes, parsed: Any = None) -> str:
     """SHA-256 of what makes two requests "the same": method, path, query and body.
 
     A JSON body is compared by content, so a retry that serializes the same object with other
-    key order or spacing is still the same request.
+    key order or spacing is still the same request. `parsed`, when given, is the body as JSON
+    already parsed (it saves parsing it again).
     """
     try:
-        parsed = json.loads(body) if body.strip() else None
-        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+        if not body.strip():
+            parsed = None
+        elif parsed is None:
+            parsed = json.loads(body)
+        canonical = CANONICAL.encode(parsed).encode()
     except ValueError:  # not JSON: compare the bytes
         canonical = body
     digest = hashlib.sha256()
@@ -469,6 +474,7 @@ def run_once(
     key: str,
     run: Callable[[Finish], Any],
     rate_limit: str | None = None,
+    parsed_body: Any = None,
 ) -> Response:
     """Answer the current request at most once per key.
 
@@ -476,7 +482,8 @@ def run_once(
     committing; it returns the response body. A replay returns the stored response instead of
     calling `run`; a failure of `run` releases the key and propagates. The request is counted
     against `rate_limit` (the endpoint's policy) in the round trip and transaction that claim
-    the key, and a refused request (429) never touches the key.
+    the key, and a refused request (429) never touches the key. `parsed_body` is the body as
+    JSON when the caller parsed it already.
     """
     keys: IdempotencyKeys = current_app.extensions[EXTENSION]
     counted = admission(rate_limit) if rate_limit else None
@@ -493,6 +500,7 @@ def run_once(
             current.path,
             current.query_string.decode("latin-1"),
             current.get_data(cache=True),
+            parsed_body,
         ),
     )
     if isinstance(outcome, Replay):

@@ -46,6 +46,13 @@ MAX_ERRORS = 20
 # Media types read as JSON: application/json and any structured `+json` suffix (RFC 6839).
 JSON_TYPE = "application/json"
 
+# Encoders made once: json.dumps with any option builds a new encoder on every call, and these
+# run for every message and idempotent request.
+#: Compact JSON, as stored messages are written.
+COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Compact JSON with sorted keys: one text per value (fingerprints).
+CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
 
 class InvalidJSON(ValueError):
     """The body is not JSON this service accepts. `detail` says why; `errors` lists the places
@@ -259,14 +266,15 @@ def read_request_json() -> Any:
     """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     request = flask_request._get_current_object()  # type: ignore[attr-defined]  # read often
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length  # parsed from the header on every access
+    if length is not None and length > limit:
         raise Problem(
             413,
-            f"the request body is {request.content_length} bytes; this service accepts at most "
+            f"the request body is {length} bytes; this service accepts at most "
             f"{limit} bytes (MAX_BODY_BYTES)",
         )
     if (
-        request.content_length is None
+        length is None
         and "wsgi.input_terminated" not in request.environ
         and request.headers.get("Transfer-Encoding")
     ):
@@ -283,7 +291,7 @@ def read_request_json() -> Any:
     # Werkzeug reads at most MAX_CONTENT_LENGTH bytes and stops there without a word: a body
     # that reached the limit is too large if the stream holds one byte more.
     if (
-        request.content_length is None
+        length is None
         and len(raw) >= limit
         and request.environ["wsgi.input"].read(1)
     ):
@@ -294,7 +302,7 @@ def read_request_json() -> Any:
         )
     if not raw.strip():
         return {}
-    mimetype = request.mimetype
+    mimetype, options = request.mimetype, request.mimetype_params
     is_json = mimetype == JSON_TYPE or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
     )
@@ -304,7 +312,7 @@ def read_request_json() -> Any:
             f"the body is sent as {mimetype or 'an unnamed content type'}; send JSON with "
             "Content-Type: application/json",
         )
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    charset = options.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise Problem(
             415,

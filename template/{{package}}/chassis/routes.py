@@ -96,6 +96,8 @@ def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
                 key,
                 lambda finish: run_handler(endpoint, handler, data, before_commit=finish),
                 rate_limit=deferred_limit,
+                # The body as parsed, unless path parameters were merged into it.
+                parsed_body=data if endpoint.has_body and not path_values else None,
             )
         body = run_handler(endpoint, handler, data)
         return json_response(body, endpoint.status)

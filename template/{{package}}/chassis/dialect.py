@@ -81,6 +81,10 @@ class Dialect:
     #: select-then-update inside one transaction cannot race another writer.
     serializes_writers: bool
 
+    #: True when an upsert's rowcount tells what it did: 1 inserted, 2 changed the existing row,
+    #: 0 left it as it was (MySQL's affected rows). SQLite counts a row it matched as changed.
+    upsert_reports_change: bool
+
     #: An SQL expression for the current UTC time, with microseconds, comparable with stored
     #: DATETIME values. Already escaped for use in a statement with parameters.
     now_sql: str
@@ -212,6 +216,13 @@ class Dialect:
         left it). One round trip less per upsert where it exists."""
         return None
 
+    def reported_sql(self, expression: str) -> str | None:
+        """`expression` (a non-negative integer) wrapped so that the statement evaluating it
+        reports the value in its answer, as the result's `lastrowid`, with no result set to
+        send and read; None where there is no such way (use RETURNING there). Evaluate it at
+        most once per statement; the last value wins."""
+        return None
+
     def one_row_changed_sql(self) -> str | None:
         """A statement that fails (`is_not_one_row_changed`) unless the statement just before it
         changed exactly one row: in a batch before its COMMIT, it makes the commit depend on
@@ -278,6 +289,7 @@ class MySQLDialect(Dialect):
     name = "mysql"
     transactional_ddl = False
     serializes_writers = False
+    upsert_reports_change = True
     now_sql = "UTC_TIMESTAMP(6)"
 
     def __init__(self, server: str = "mysql", version: tuple[int, ...] = (0,)) -> None:
@@ -360,6 +372,12 @@ class MySQLDialect(Dialect):
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return _mysql_errno(exc) == ER_DUP_ENTRY
 
+    def reported_sql(self, expression: str) -> str:
+        # LAST_INSERT_ID(expr) returns expr and makes the OK packet carry it as the insert id
+        # (the manual's way to emulate sequences). It also becomes what LAST_INSERT_ID()
+        # returns on this connection until the next insert into an AUTO_INCREMENT column.
+        return f"LAST_INSERT_ID({expression})"
+
     def one_row_changed_sql(self) -> str:
         # ROW_COUNT() is what the previous statement changed. A scalar subquery yielding two
         # rows is an error (1242) on every MySQL and MariaDB: the one way a plain statement
@@ -393,6 +411,7 @@ class SQLiteDialect(Dialect):
     serializes_writers = True
     # strftime's %f gives milliseconds (SS.SSS); three zeros make it the same 26-character
     # shape as the microsecond text Python writes, so stored values compare as strings.
+    upsert_reports_change = False
     now_sql = "(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') || '000')"
 
     def __init__(self) -> None:

@@ -222,7 +222,7 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    _statements: dict[bool, tuple[str, str]] = field(
+    _statements: dict[bool, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -254,14 +254,10 @@ class IdempotencyKeys:
             "now": now,
             "lease_until": now + dt.timedelta(seconds=self.lease_seconds),
         }
-        upsert, read_back = self._sql(admitted_only=admission is not None)
         statements = list(admission.statements) if admission is not None else []
         if admission is not None:
             params["bucket"] = admission.bucket
-        statements.append((upsert, params))
-        if read_back:
-            # No RETURNING: read the row in the same batch, under the lock the upsert took.
-            statements.append((read_back, params))
+        statements.append((self._sql(admitted_only=admission is not None), params))
 
         def run() -> list[Result]:
             with self.db.transaction() as conn:
@@ -272,9 +268,12 @@ class IdempotencyKeys:
             admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:
             self._purge_quietly()
-        if not results[-1].rows:  # cannot happen: the upsert leaves the row until commit
-            raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
-        if results[-1].rows[0]["owner"] == owner:
+        upserted = results[-1]
+        if self.db.dialect.upsert_reports_change:
+            ours = upserted.rowcount in (1, 2)  # inserted, or taken over
+        else:
+            ours = bool(upserted.rows) and upserted.rows[0]["owner"] == owner
+        if ours:
             return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
         # Another request's key (the rare case): what it holds now.
         with self.db.transaction(readonly=True) as conn:
@@ -301,21 +300,20 @@ class IdempotencyKeys:
             )
         raise _in_use(key)
 
-    def _sql(self, admitted_only: bool) -> tuple[str, str]:
-        """The claim's upsert, and the SELECT that reads the row's owner back where the server
-        has no RETURNING ("" where it has: the upsert returns it). With
-        `admitted_only`, the upsert does anything only when the rate limit bucket
-        `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
-        per variant: they depend only on the dialect."""
+    def _sql(self, admitted_only: bool) -> str:
+        """The claim's upsert. Where its rowcount tells whether it took the key (MySQL) it
+        returns no rows, else (SQLite) it returns the owner it left. With `admitted_only`, it
+        does anything only when the rate limit bucket `%(bucket)s`, counted earlier in the same
+        transaction, admitted the request. Built once per variant: they depend only on the
+        dialect."""
         if admitted_only not in self._statements:
             # Why this is safe under concurrency: one upsert inserts the row or locks the
             # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
             # concurrent claims of one key run one after another. A row is taken over only once
             # `reclaimable_at` has passed (lease of a dead request, retention of a finished
-            # one); otherwise it is left as it is, and RETURNING, or the read-back under the
-            # same lock, shows who owns the key. Every assignment reads only reclaimable_at,
-            # which is written last (MySQL evaluates the list left to right, SQLite on the old
-            # row).
+            # one); otherwise it is left as it is, which its rowcount (or RETURNING) shows.
+            # Every assignment reads only reclaimable_at, which is written last (MySQL
+            # evaluates the list left to right, SQLite on the old row).
             take_over = "reclaimable_at <= %(now)s"
             replaced = {
                 "owner": "%(owner)s",
@@ -344,16 +342,9 @@ class IdempotencyKeys:
                     else None
                 ),
             )
-            # Only the owner: a column more costs every request its description on the wire.
-            returning = dialect.returning_sql(["owner"])
-            if returning:
-                self._statements[admitted_only] = (f"{upsert} {returning}", "")
-            else:
-                self._statements[admitted_only] = (
-                    upsert,
-                    f"SELECT owner FROM {TABLE} "
-                    "WHERE client = %(client)s AND idempotency_key = %(key)s",
-                )
+            if not dialect.upsert_reports_change:
+                upsert = f"{upsert} {dialect.returning_sql(['owner'])}"
+            self._statements[admitted_only] = upsert
         return self._statements[admitted_only]
 
     def complete(

@@ -128,7 +128,9 @@ def test_a_batch_runs_its_statements_in_order_and_returns_what_each_did(things):
             ("SELECT name, n FROM things ORDER BY name", None),
         ])
     assert [result.rowcount for result in results[:2]] == [1, 2]
-    assert results[2].rows == [{"name": "a", "n": 11}, {"name": "b", "n": 12}, {"name": "c", "n": 3}]
+    assert results[2].rows == [
+        {"name": "a", "n": 11}, {"name": "b", "n": 12}, {"name": "c", "n": 3},
+    ]
 
 
 def test_a_batch_can_commit_and_then_the_transaction_takes_no_more_work(things):

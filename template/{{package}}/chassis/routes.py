@@ -158,13 +158,13 @@ def run_handler(
                         "status": endpoint.status,
                     },
                 )
-            # The messages the handler published and what `before_commit` stores go to the
-            # database together, in one round trip.
+            # The messages the handler published, what `before_commit` stores and the COMMIT
+            # go to the database together, in one round trip.
             pending = ctx.outgoing.take_statements(conn.dialect)
             if before_commit is not None:
                 before_commit(conn, body, pending)
             elif pending:
-                conn.batch(pending)
+                conn.batch(pending, commit=True)
             return body
 
     return retry_on_deadlock(attempt, state.db.dialect, attempts=3)

@@ -110,7 +110,13 @@ def _install_request_ids(app: Flask) -> None:
     @app.before_request
     def start() -> None:
         state = g._get_current_object()
-        state.request_id, state.trace_id = incoming_ids(request.headers)
+        environ = request.environ  # the two headers, without building request.headers
+        state.request_id, state.trace_id = incoming_ids(
+            {
+                "X-Request-Id": environ.get("HTTP_X_REQUEST_ID", ""),
+                "traceparent": environ.get("HTTP_TRACEPARENT", ""),
+            }
+        )
         state.id_tokens = bind_ids(state.request_id, state.trace_id)
         state.started = time.perf_counter()
 
@@ -125,14 +131,19 @@ def _install_request_ids(app: Flask) -> None:
         log = runtime().log
         level = 10 if path in QUIET_PATHS else 20  # DEBUG : INFO
         if log.isEnabledFor(level):
-            log.log(
+            # makeRecord + handle: the line Logger.log would write, without its walk up the
+            # stack for the caller's file and line (the access line has no caller to show).
+            record = log.makeRecord(
+                log.name,
                 level,
+                "",
+                0,
                 "%s %s %s",
-                method,
-                path,
-                status,
+                (method, path, status),
+                None,
                 extra={"method": method, "path": path, "status": status, "duration_ms": elapsed_ms},
             )
+            log.handle(record)
         return response
 
     @app.teardown_request

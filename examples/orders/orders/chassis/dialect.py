@@ -26,6 +26,7 @@ _FORMAT_SEQUENCE = re.compile(r"%\((\w+)\)s|%s|%%")
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 ER_DUP_ENTRY = 1062
+ER_SUBQUERY_NO_1_ROW = 1242
 # Client-side errors that mean the connection is gone (server restarted, wait_timeout elapsed).
 CR_CONNECTION_LOST = {2006, 2013, 2055}
 # A value the column cannot hold, refused in strict mode (STRICT_ALL_TABLES) instead of being
@@ -79,6 +80,10 @@ class Dialect:
     #: True when at most one write transaction runs at a time (SQLite's BEGIN IMMEDIATE), so a
     #: select-then-update inside one transaction cannot race another writer.
     serializes_writers: bool
+
+    #: True when an upsert's rowcount tells what it did: 1 inserted, 2 changed the existing row,
+    #: 0 left it as it was (MySQL's affected rows). SQLite counts a row it matched as changed.
+    upsert_reports_change: bool
 
     #: An SQL expression for the current UTC time, with microseconds, comparable with stored
     #: DATETIME values. Already escaped for use in a statement with parameters.
@@ -211,6 +216,23 @@ class Dialect:
         left it). One round trip less per upsert where it exists."""
         return None
 
+    def reported_sql(self, expression: str) -> str | None:
+        """`expression` (a non-negative integer) wrapped so that the statement evaluating it
+        reports the value in its answer, as the result's `lastrowid`, with no result set to
+        send and read; None where there is no such way (use RETURNING there). Evaluate it at
+        most once per statement; the last value wins."""
+        return None
+
+    def one_row_changed_sql(self) -> str | None:
+        """A statement that fails (`is_not_one_row_changed`) unless the statement just before it
+        changed exactly one row: in a batch before its COMMIT, it makes the commit depend on
+        that. None where there is none (SQLite: check the rowcount, then commit)."""
+        return None
+
+    def is_not_one_row_changed(self, exc: BaseException) -> bool:
+        """True when `one_row_changed_sql` failed."""
+        return False
+
     def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
         """DELETE at most `limit` rows matching `where`: purges in small batches keep each
         transaction, and the locks it holds, short."""
@@ -267,6 +289,7 @@ class MySQLDialect(Dialect):
     name = "mysql"
     transactional_ddl = False
     serializes_writers = False
+    upsert_reports_change = True
     now_sql = "UTC_TIMESTAMP(6)"
 
     def __init__(self, server: str = "mysql", version: tuple[int, ...] = (0,)) -> None:
@@ -349,6 +372,25 @@ class MySQLDialect(Dialect):
     def is_duplicate_key(self, exc: BaseException) -> bool:
         return _mysql_errno(exc) == ER_DUP_ENTRY
 
+    def reported_sql(self, expression: str) -> str:
+        # LAST_INSERT_ID(expr) returns expr and makes the OK packet carry it as the insert id
+        # (the manual's way to emulate sequences). It also becomes what LAST_INSERT_ID()
+        # returns on this connection until the next insert into an AUTO_INCREMENT column.
+        return f"LAST_INSERT_ID({expression})"
+
+    def one_row_changed_sql(self) -> str:
+        # ROW_COUNT() is what the previous statement changed. A scalar subquery yielding two
+        # rows is an error (1242) on every MySQL and MariaDB: the one way a plain statement
+        # outside a stored program can fail on a condition. SET, not SELECT: no result set
+        # to send and read.
+        return (
+            "SET @shoestring_one_row_changed = "
+            "(SELECT 1 UNION ALL SELECT 2 FROM DUAL WHERE ROW_COUNT() <> 1)"
+        )
+
+    def is_not_one_row_changed(self, exc: BaseException) -> bool:
+        return _mysql_errno(exc) == ER_SUBQUERY_NO_1_ROW
+
     def is_connection_lost(self, exc: BaseException) -> bool:
         if isinstance(exc, pymysql.err.InterfaceError):  # "(0, '')": the socket is closed
             return True
@@ -369,6 +411,7 @@ class SQLiteDialect(Dialect):
     serializes_writers = True
     # strftime's %f gives milliseconds (SS.SSS); three zeros make it the same 26-character
     # shape as the microsecond text Python writes, so stored values compare as strings.
+    upsert_reports_change = False
     now_sql = "(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') || '000')"
 
     def __init__(self) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from .db import Connection, Database, Result, retry_on_deadlock, utcnow
+from .jsonbody import CANONICAL
 from .problems import Problem
 from .ratelimit import TABLE as RATE_LIMIT_TABLE
 from .ratelimit import Admission, admission, client_id, enforce, request_address
@@ -190,15 +191,19 @@ def client_scope(client: str | None, address: str) -> str:
     return scope
 
 
-def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+def fingerprint(method: str, path: str, query: str, body: bytes, parsed: Any = None) -> str:
     """SHA-256 of what makes two requests "the same": method, path, query and body.
 
     A JSON body is compared by content, so a retry that serializes the same object with other
-    key order or spacing is still the same request.
+    key order or spacing is still the same request. `parsed`, when given, is the body as JSON
+    already parsed (it saves parsing it again).
     """
     try:
-        parsed = json.loads(body) if body.strip() else None
-        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+        if not body.strip():
+            parsed = None
+        elif parsed is None:
+            parsed = json.loads(body)
+        canonical = CANONICAL.encode(parsed).encode()
     except ValueError:  # not JSON: compare the bytes
         canonical = body
     digest = hashlib.sha256()
@@ -217,7 +222,7 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    _statements: dict[bool, tuple[str, str]] = field(
+    _statements: dict[bool, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -249,14 +254,10 @@ class IdempotencyKeys:
             "now": now,
             "lease_until": now + dt.timedelta(seconds=self.lease_seconds),
         }
-        upsert, read_back = self._sql(admitted_only=admission is not None)
         statements = list(admission.statements) if admission is not None else []
         if admission is not None:
             params["bucket"] = admission.bucket
-        statements.append((upsert, params))
-        if read_back:
-            # No RETURNING: read the row in the same batch, under the lock the upsert took.
-            statements.append((read_back, params))
+        statements.append((self._sql(admitted_only=admission is not None), params))
 
         def run() -> list[Result]:
             with self.db.transaction() as conn:
@@ -267,11 +268,22 @@ class IdempotencyKeys:
             admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:
             self._purge_quietly()
-        if not results[-1].rows:  # cannot happen: the upsert leaves the row until commit
-            raise RuntimeError(f"idempotency key {key!r} vanished inside its transaction")
-        row = results[-1].rows[0]
-        if row["owner"] == owner:
+        upserted = results[-1]
+        if self.db.dialect.upsert_reports_change:
+            ours = upserted.rowcount in (1, 2)  # inserted, or taken over
+        else:
+            ours = bool(upserted.rows) and upserted.rows[0]["owner"] == owner
+        if ours:
             return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
+        # Another request's key (the rare case): what it holds now.
+        with self.db.transaction(readonly=True) as conn:
+            row = conn.fetchone(
+                f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
+                "WHERE client = %(client)s AND idempotency_key = %(key)s",
+                params,
+            )
+        if row is None:  # purged or released since: the key is free again
+            raise _in_use(key)
         if row["fingerprint"] != fingerprint:
             raise Problem(
                 422,
@@ -286,29 +298,22 @@ class IdempotencyKeys:
                 headers=json.loads(row["response_headers"] or "{}"),
                 body=row["response_body"] or "",
             )
-        raise Problem(
-            409,
-            f"a request with Idempotency-Key {key!r} is still being processed: retry after "
-            f"{CONFLICT_RETRY_AFTER_SECONDS} second(s) to get its result",
-            title="Idempotency-Key In Use",
-            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
-        )
+        raise _in_use(key)
 
-    def _sql(self, admitted_only: bool) -> tuple[str, str]:
-        """The claim's upsert, and the SELECT that reads its row back where the server has no
-        RETURNING ("" where it has: the upsert returns the row as it left it). With
-        `admitted_only`, the upsert does anything only when the rate limit bucket
-        `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
-        per variant: they depend only on the dialect."""
+    def _sql(self, admitted_only: bool) -> str:
+        """The claim's upsert. Where its rowcount tells whether it took the key (MySQL) it
+        returns no rows, else (SQLite) it returns the owner it left. With `admitted_only`, it
+        does anything only when the rate limit bucket `%(bucket)s`, counted earlier in the same
+        transaction, admitted the request. Built once per variant: they depend only on the
+        dialect."""
         if admitted_only not in self._statements:
             # Why this is safe under concurrency: one upsert inserts the row or locks the
             # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
             # concurrent claims of one key run one after another. A row is taken over only once
             # `reclaimable_at` has passed (lease of a dead request, retention of a finished
-            # one); otherwise it is left as it is, and RETURNING, or the read-back under the
-            # same lock, shows who owns the key. Every assignment reads only reclaimable_at,
-            # which is written last (MySQL evaluates the list left to right, SQLite on the old
-            # row).
+            # one); otherwise it is left as it is, which its rowcount (or RETURNING) shows.
+            # Every assignment reads only reclaimable_at, which is written last (MySQL
+            # evaluates the list left to right, SQLite on the old row).
             take_over = "reclaimable_at <= %(now)s"
             replaced = {
                 "owner": "%(owner)s",
@@ -337,15 +342,9 @@ class IdempotencyKeys:
                     else None
                 ),
             )
-            returning = dialect.returning_sql(list(_ROW_COLUMNS))
-            if returning:
-                self._statements[admitted_only] = (f"{upsert} {returning}", "")
-            else:
-                self._statements[admitted_only] = (
-                    upsert,
-                    f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
-                    "WHERE client = %(client)s AND idempotency_key = %(key)s",
-                )
+            if not dialect.upsert_reports_change:
+                upsert = f"{upsert} {dialect.returning_sql(['owner'])}"
+            self._statements[admitted_only] = upsert
         return self._statements[admitted_only]
 
     def complete(
@@ -357,8 +356,9 @@ class IdempotencyKeys:
         body: str,
         pending: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        """Store the response in the handler's transaction `conn` and mark the key DONE; the
-        statements `pending` (the handler's messages) run first, in the same round trip.
+        """Store the response in the handler's transaction `conn`, mark the key DONE, and
+        commit where the server can do all that in one round trip (MySQL); the statements
+        `pending` (the handler's messages) run first, in the same round trip.
 
         Raises ClaimLost (409), rolling the handler's effects back with the transaction, when
         the key is no longer this request's.
@@ -383,8 +383,19 @@ class IdempotencyKeys:
                 RUNNING,
             ),
         )
-        if conn.batch([*pending, update])[-1].rowcount != 1:
-            raise ClaimLost(claim.key)
+        check = conn.dialect.one_row_changed_sql()
+        if check is None:
+            if conn.batch([*pending, update])[-1].rowcount != 1:
+                raise ClaimLost(claim.key)
+            return
+        # Messages, response and COMMIT in one round trip: the check before the COMMIT fails
+        # the batch, so nothing commits, unless the UPDATE found the key still ours.
+        try:
+            conn.batch([*pending, update, (check, None)], commit=True)
+        except Exception as exc:
+            if conn.dialect.is_not_one_row_changed(exc):
+                raise ClaimLost(claim.key) from None
+            raise
 
     def release(self, claim: Claim) -> None:
         """Give the key up after the handler failed (its transaction rolled back), so the
@@ -410,6 +421,16 @@ class IdempotencyKeys:
             self.purge(PURGE_BATCH)
         except Exception as exc:  # noqa: BLE001  # housekeeping must never fail the request
             log.warning("idempotency.purge_failed", extra={"reason": str(exc)})
+
+
+def _in_use(key: str) -> Problem:
+    return Problem(
+        409,
+        f"a request with Idempotency-Key {key!r} is still being processed: retry after "
+        f"{CONFLICT_RETRY_AFTER_SECONDS} second(s) to get its result",
+        title="Idempotency-Key In Use",
+        headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+    )
 
 
 # -- Flask wiring --------------------------------------------------------------------------------
@@ -444,6 +465,7 @@ def run_once(
     key: str,
     run: Callable[[Finish], Any],
     rate_limit: str | None = None,
+    parsed_body: Any = None,
 ) -> Response:
     """Answer the current request at most once per key.
 
@@ -451,22 +473,25 @@ def run_once(
     committing; it returns the response body. A replay returns the stored response instead of
     calling `run`; a failure of `run` releases the key and propagates. The request is counted
     against `rate_limit` (the endpoint's policy) in the round trip and transaction that claim
-    the key, and a refused request (429) never touches the key.
+    the key, and a refused request (429) never touches the key. `parsed_body` is the body as
+    JSON when the caller parsed it already.
     """
     keys: IdempotencyKeys = current_app.extensions[EXTENSION]
     counted = admission(rate_limit) if rate_limit else None
     if rate_limit and counted is None:  # the counters live elsewhere (Redis): count first
         enforce(rate_limit)
+    current = request._get_current_object()  # type: ignore[attr-defined]
     outcome = keys.claim(
         admission=counted,
         client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
         key=key,
         endpoint=endpoint_name,
         fingerprint=fingerprint(
-            request.method,
-            request.path,
-            request.query_string.decode("latin-1"),
-            request.get_data(cache=True),
+            current.method,
+            current.path,
+            current.query_string.decode("latin-1"),
+            current.get_data(cache=True),
+            parsed_body,
         ),
     )
     if isinstance(outcome, Replay):

@@ -31,7 +31,8 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
+from flask import request as flask_request
 
 from .problems import Problem
 from .schemas import json_pointer
@@ -44,6 +45,13 @@ INT_MAX = 2**63 - 1
 MAX_ERRORS = 20
 # Media types read as JSON: application/json and any structured `+json` suffix (RFC 6839).
 JSON_TYPE = "application/json"
+
+# Encoders made once: json.dumps with any option builds a new encoder on every call, and these
+# run for every message and idempotent request.
+#: Compact JSON, as stored messages are written.
+COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Compact JSON with sorted keys: one text per value (fingerprints).
+CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class InvalidJSON(ValueError):
@@ -257,14 +265,16 @@ def read_request_json() -> Any:
     without one.
     """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None and request.content_length > limit:
+    request = flask_request._get_current_object()  # type: ignore[attr-defined]  # read often
+    length = request.content_length  # parsed from the header on every access
+    if length is not None and length > limit:
         raise Problem(
             413,
-            f"the request body is {request.content_length} bytes; this service accepts at most "
+            f"the request body is {length} bytes; this service accepts at most "
             f"{limit} bytes (MAX_BODY_BYTES)",
         )
     if (
-        request.content_length is None
+        length is None
         and "wsgi.input_terminated" not in request.environ
         and request.headers.get("Transfer-Encoding")
     ):
@@ -281,7 +291,7 @@ def read_request_json() -> Any:
     # Werkzeug reads at most MAX_CONTENT_LENGTH bytes and stops there without a word: a body
     # that reached the limit is too large if the stream holds one byte more.
     if (
-        request.content_length is None
+        length is None
         and len(raw) >= limit
         and request.environ["wsgi.input"].read(1)
     ):
@@ -292,7 +302,7 @@ def read_request_json() -> Any:
         )
     if not raw.strip():
         return {}
-    mimetype = request.mimetype
+    mimetype, options = request.mimetype, request.mimetype_params
     is_json = mimetype == JSON_TYPE or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
     )
@@ -302,7 +312,7 @@ def read_request_json() -> Any:
             f"the body is sent as {mimetype or 'an unnamed content type'}; send JSON with "
             "Content-Type: application/json",
         )
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    charset = options.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise Problem(
             415,

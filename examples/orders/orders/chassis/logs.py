@@ -12,7 +12,7 @@ systemd both collect stderr, where these lines go.
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -98,9 +98,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": utc_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -115,7 +113,23 @@ class JSONFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
+
+
+# One encoder for every line (json.dumps with `default=` would build a new one each time);
+# values JSON has no form for (a datetime, a UUID) are logged as their str().
+_ENCODER = json.JSONEncoder(default=str)
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def utc_timestamp(created: float) -> str:
+    """`created` (Unix seconds) as ISO 8601 UTC with milliseconds: 2024-05-01T12:30:00.123Z."""
+    seconds = int(created)
+    return f"{_utc_second(seconds)}.{int((created - seconds) * 1000):03d}Z"
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_excep
 from .db import Connection, Database, retry_on_deadlock
 from .dialect import Dialect
 from .events import Catalog, MessageError, envelope, parse_event_type
+from .jsonbody import COMPACT
 
 #: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
 #: None when the peer accepted it or the error text when it did not (a `Rejected` text when the
@@ -89,7 +89,7 @@ class Outgoing:
                 destination,
                 type_,
                 version,
-                json.dumps(event, separators=(",", ":")),
+                COMPACT.encode(event),
                 "NEW",
                 0,
                 now,

@@ -198,7 +198,7 @@ class DatabaseStorage:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._statements: tuple[str, str] | None = None
+        self._statements: str | None = None
 
     def hit(self, policy: Policy, bucket: str, now: float) -> Decision:
         """Count and decide in a transaction of its own."""
@@ -228,53 +228,53 @@ class DatabaseStorage:
             "admit_until": now_us + period - interval,
             "interval": interval,
         }
-        upsert, read_back = self._sql()
-        if read_back:
-            return [(upsert, params), (read_back, params)]
-        return [(upsert, params)]
+        return [(self._sql(), params)]
 
     def decide(self, policy: Policy, now: float, results: Sequence[Result]) -> Decision:
         """The decision from the results of `statements` (the first results of a batch)."""
-        last = results[1] if self._sql()[1] else results[0]
-        if not last.rows:  # cannot happen: the upsert leaves the row in place until commit
-            raise RuntimeError("a rate limit bucket vanished inside its transaction")
-        row = last.rows[0]
         period, interval, now_us = _timing(policy, now)
-        return _decision(policy, bool(row["last_allowed"]), int(row["tat_us"]), now_us, period,
-                         interval)
+        upserted = results[0]
+        if upserted.rows:  # RETURNING tat_us, last_allowed
+            allowed, tat = bool(upserted.rows[0]["last_allowed"]), int(upserted.rows[0]["tat_us"])
+        else:  # reported as one number: tat_us * 2 + last_allowed
+            if not upserted.lastrowid:  # cannot happen: the upsert always reports it
+                raise RuntimeError("the rate limit upsert reported nothing")
+            allowed, tat = bool(upserted.lastrowid & 1), upserted.lastrowid >> 1
+        return _decision(policy, allowed, tat, now_us, period, interval)
 
-    def _sql(self) -> tuple[str, str]:
-        """The check's upsert, and the SELECT that reads its row back where the server has no
-        RETURNING ("" where it has). Built once: they depend only on the dialect."""
+    def _sql(self) -> str:
+        """The check's upsert: it leaves the bucket's row and tells its new tat_us and
+        last_allowed, as a row (RETURNING) or, where the server can, as one number reported
+        with the statement's answer (cheaper to read than a result set). Built once: it
+        depends only on the dialect."""
         if self._statements is None:
             dialect = self.db.dialect
             # Why this is safe under concurrency: the upsert is one statement that inserts the
             # row or locks it (InnoDB row lock; SQLite's write lock from BEGIN IMMEDIATE) before
             # reading tat_us, so concurrent checks of one bucket are applied one after another,
-            # each to the value the previous one left; RETURNING, or the read-back under the
-            # same lock, sees this statement's result. Both assignments read only tat_us, which
-            # is written last (MySQL evaluates the list left to right, SQLite on the old row).
+            # each to the value the previous one left, and what it tells is this statement's
+            # result. Both assignments read only tat_us, which is written last (MySQL evaluates
+            # the list left to right, SQLite on the old row).
+            allowed = "CASE WHEN tat_us <= %(admit_until)s THEN 1 ELSE 0 END"
+            new_tat = (
+                "CASE WHEN tat_us <= %(admit_until)s "
+                "THEN (CASE WHEN tat_us > %(now)s THEN tat_us ELSE %(now)s END) "
+                "+ %(interval)s ELSE tat_us END"
+            )
+            # Reported: last_allowed is the low bit of the number, tat_us the rest.
+            report_first = dialect.reported_sql("%(first_tat)s * 2 + 1")
+            report_next = dialect.reported_sql(f"({new_tat}) * 2 + {allowed}")
+            first_allowed = f"MOD({report_first}, 2)" if report_first else "1"
+            next_allowed = f"MOD({report_next}, 2)" if report_next else allowed
             upsert = dialect.upsert_computed_sql(
                 TABLE,
-                {"bucket": "%(bucket)s", "tat_us": "%(first_tat)s", "last_allowed": "1"},
+                {"bucket": "%(bucket)s", "tat_us": "%(first_tat)s", "last_allowed": first_allowed},
                 ["bucket"],
-                {
-                    "last_allowed": "CASE WHEN tat_us <= %(admit_until)s THEN 1 ELSE 0 END",
-                    "tat_us": (
-                        "CASE WHEN tat_us <= %(admit_until)s "
-                        "THEN (CASE WHEN tat_us > %(now)s THEN tat_us ELSE %(now)s END) "
-                        "+ %(interval)s ELSE tat_us END"
-                    ),
-                },
+                {"last_allowed": next_allowed, "tat_us": new_tat},
             )
-            returning = dialect.returning_sql(["tat_us", "last_allowed"])
-            if returning:
-                self._statements = (f"{upsert} {returning}", "")
-            else:
-                self._statements = (
-                    upsert,
-                    f"SELECT tat_us, last_allowed FROM {TABLE} WHERE bucket = %(bucket)s",
-                )
+            if report_first is None:
+                upsert = f"{upsert} {dialect.returning_sql(['tat_us', 'last_allowed'])}"
+            self._statements = upsert
         return self._statements
 
     def purge(self, now: float | None = None, batch: int = 1000) -> int:

@@ -96,6 +96,8 @@ def _view(endpoint: Endpoint, handler: Handler) -> Callable[..., Response]:
                 key,
                 lambda finish: run_handler(endpoint, handler, data, before_commit=finish),
                 rate_limit=deferred_limit,
+                # The body as parsed, unless path parameters were merged into it.
+                parsed_body=data if endpoint.has_body and not path_values else None,
             )
         body = run_handler(endpoint, handler, data)
         return json_response(body, endpoint.status)
@@ -156,13 +158,13 @@ def run_handler(
                         "status": endpoint.status,
                     },
                 )
-            # The messages the handler published and what `before_commit` stores go to the
-            # database together, in one round trip.
+            # The messages the handler published, what `before_commit` stores and the COMMIT
+            # go to the database together, in one round trip.
             pending = ctx.outgoing.take_statements(conn.dialect)
             if before_commit is not None:
                 before_commit(conn, body, pending)
             elif pending:
-                conn.batch(pending)
+                conn.batch(pending, commit=True)
             return body
 
     return retry_on_deadlock(attempt, state.db.dialect, attempts=3)

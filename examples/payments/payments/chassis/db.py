@@ -106,9 +106,13 @@ def _adapt(value: Any, dialect_name: str) -> Any:
 def _adapt_params(params: Params | None, dialect_name: str) -> Any:
     if params is None:
         return ()
+    plain = _PLAIN  # runs for every statement: plain values skip the call
     if isinstance(params, Mapping):
-        return {key: _adapt(value, dialect_name) for key, value in params.items()}
-    return tuple(_adapt(value, dialect_name) for value in params)
+        return {
+            key: value if type(value) in plain else _adapt(value, dialect_name)
+            for key, value in params.items()
+        }
+    return [value if type(value) in plain else _adapt(value, dialect_name) for value in params]
 
 
 def split_statements(sql: str) -> list[str]:

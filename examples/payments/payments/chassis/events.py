@@ -15,9 +15,9 @@ policies.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from .claim import DEFAULT_POLICY, RetryPolicy
+from .logs import utc_timestamp
 from .schemas import compile_check, load_service, to_jsonable, validation_errors
 
 SPECVERSION = "1.0"
@@ -75,14 +76,13 @@ def envelope(
     id_: str | None = None,
 ) -> dict[str, Any]:
     """A CloudEvents 1.0 envelope (JSON format) around `data`."""
-    now = dt.datetime.now(dt.timezone.utc)
     return {
         "specversion": SPECVERSION,
         "id": id_ or str(uuid.uuid4()),
         "source": source,
         "type": event_type(type_, version),
         "dataschema": dataschema,
-        "time": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": utc_timestamp(time.time()),
         "datacontenttype": "application/json",
         "traceparent": traceparent,
         "data": data,

@@ -12,7 +12,6 @@ source and id) is stored once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from .claim import QUEUE
 from .db import Connection, utcnow
 from .dialect import Dialect
 from .events import Catalog, MessageError, UnknownMessage, envelope, parse_event_type
+from .jsonbody import COMPACT
 
 COLUMNS = (
     "message_id",
@@ -51,7 +51,7 @@ def row_values(event: dict[str, Any], delay_seconds: float = 0) -> tuple[Any, ..
         event["source"],
         type_,
         version,
-        json.dumps(event, separators=(",", ":")),
+        COMPACT.encode(event),
         "NEW",
         0,
         now + dt.timedelta(seconds=max(0.0, delay_seconds)),

@@ -48,6 +48,7 @@ from .claim import Claimed
 from .events import Catalog
 from .health import Check
 from .inbox import BATCH_CONTENT_TYPE, DELIVER_SCOPE, INBOX_PATH
+from .jsonbody import COMPACT
 from .outbox import Rejected
 from .peers import (
     CONNECT_TIMEOUT_SECONDS,
@@ -246,7 +247,7 @@ class PeerTransport:
 
 def _envelope_text(row: Claimed) -> str:
     # The envelope as stored (the outbox keeps it as JSON text): no second serialisation.
-    return row.payload_text or json.dumps(row.envelope, separators=(",", ":"))
+    return row.payload_text or COMPACT.encode(row.envelope)
 
 
 def _by_type(rows: list[Claimed]) -> list[list[Claimed]]:

@@ -130,7 +130,11 @@ def compile_check(schema: Any) -> Callable[[Any], bool] | None:
         if any(name not in _TYPES for name in names):
             return None
         tests = [_TYPES[name] for name in names]
-        checks.append(lambda value: any(test(value) for test in tests))
+        # Checks run for every request and message: no generator where one test will do.
+        if len(tests) == 1:
+            checks.append(tests[0])
+        else:
+            checks.append(lambda value: any(test(value) for test in tests))
     if "enum" in schema:
         choices = schema["enum"]
         if not all(isinstance(choice, str) for choice in choices):
@@ -152,6 +156,13 @@ def compile_check(schema: Any) -> Callable[[Any], bool] | None:
         if object_check is None:
             return None
         checks.append(object_check)
+    if not checks:
+        return lambda value: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda value: first(value) and second(value)
     return lambda value: all(check(value) for check in checks)
 
 

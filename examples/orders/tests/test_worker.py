@@ -184,6 +184,32 @@ def test_a_drained_run_purges_done_rows_past_retention(mdb, settings):
     assert rows(mdb) == [] and len(effects(mdb)) == 2
 
 
+def test_housekeeping_purges_expired_rate_limit_buckets_and_idempotency_keys(mdb, settings):
+    past = dt.datetime(2000, 1, 1)
+    with mdb.transaction() as conn:
+        for table in ("rate_limit_buckets", "idempotency_keys"):
+            conn.execute(f"DELETE FROM {table}")
+        # A bucket whose quota is full again (tat in the past) and one still counting.
+        conn.execute(
+            "INSERT INTO rate_limit_buckets (bucket, tat_us, last_allowed) VALUES "
+            "(%s, %s, 1), (%s, %s, 1)",
+            ("old", 1, "live", int((time.time() + 3600) * 1_000_000)),
+        )
+        for key, until in (("expired", past), ("kept", dt.datetime(2999, 1, 1))):
+            conn.execute(
+                "INSERT INTO idempotency_keys (client, idempotency_key, owner, endpoint, "
+                "fingerprint, state, created_at, reclaimable_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                ("sub:a", key, "o", "e", "f", "DONE", past, until),
+            )
+    make_worker(mdb, settings, {LOCAL: record_effect}).run(max_seconds=5)
+    with mdb.transaction() as conn:
+        assert conn.fetchall("SELECT bucket FROM rate_limit_buckets") == [{"bucket": "live"}]
+        assert conn.fetchall("SELECT idempotency_key FROM idempotency_keys") == [
+            {"idempotency_key": "kept"}
+        ]
+
+
 def test_dead_letters_can_be_listed_shown_requeued_and_purged_by_type_and_age(mdb, settings):
     receive(mdb, {"n": "bad"})
     receive(mdb, {"n": 1}, version=3)

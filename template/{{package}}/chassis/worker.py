@@ -42,7 +42,7 @@ from .claim import (
 from .context import Context
 from .db import Connection, Database, retry_on_deadlock
 from .events import Catalog, MessageError
-from .housekeeping import purge_done
+from .housekeeping import purge_done, purge_request_state
 from .logs import bound_ids, new_trace_id, trace_id_from
 from .outbox import Deliver, Outgoing, pending, relay_batch
 from .relay import PeerTransport
@@ -197,11 +197,13 @@ class Worker:
         return claimed
 
     def housekeeping(self) -> None:
-        """Purge DONE rows past the retention period (MESSAGE_RETENTION_DAYS)."""
-        if self.retention_days is None:
-            return
-        purged = purge_done(self.db, self.retention_days)
-        self.stats.purged += sum(purged.values())
+        """Purge DONE rows past the retention period (MESSAGE_RETENTION_DAYS), and the request
+        path's expired rate limit buckets and idempotency keys."""
+        purged = purge_request_state(self.db)
+        if self.retention_days is not None:
+            messages = purge_done(self.db, self.retention_days)
+            self.stats.purged += sum(messages.values())  # messages only
+            purged.update(messages)
         if any(purged.values()):
             self.log.info("worker.purged", extra={"purged": purged})
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Connection, Database, Result, retry_on_deadlock, utcnow
+from .db import Connection, Database, utcnow
 from .jsonbody import CANONICAL
 from .problems import Problem
 from .ratelimit import TABLE as RATE_LIMIT_TABLE
@@ -259,11 +259,7 @@ class IdempotencyKeys:
             params["bucket"] = admission.bucket
         statements.append((self._sql(admitted_only=admission is not None), params))
 
-        def run() -> list[Result]:
-            with self.db.transaction() as conn:
-                return conn.batch(statements, commit=True)
-
-        results = retry_on_deadlock(run, self.db.dialect, attempts=5)
+        results = self.db.run_in_transaction(lambda conn: conn.batch(statements, commit=True))
         if admission is not None:
             admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:

@@ -7,11 +7,12 @@ Both sides answer `POST /v1/entries` by writing one row to `entries` and one mes
 outbox, in one transaction, on MariaDB/MySQL, served by waitress with the same thread count:
 
 - chassis: a service generated from the spec below (`python -m benchsvc serve`). Each request
-  is authenticated (EdDSA JWT, scope checked), rate limited (policy `per_client`, one GCRA
-  upsert in its own transaction), claims its Idempotency-Key (one upsert in its own
-  transaction), is validated against the request schema, runs the handler (INSERT +
-  `ctx.publish`, the CloudEvent validated against the message schema) in one transaction that
-  also stores the response for replays, and is logged as one JSON access line;
+  is authenticated (EdDSA JWT, scope checked), validated against the request schema, counted
+  by the rate limit (policy `per_client`, one GCRA upsert) and claims its Idempotency-Key (one
+  upsert), both committed in one round trip; then the handler runs (INSERT + `ctx.publish`,
+  the CloudEvent validated against the message schema) and its transaction writes the message,
+  stores the response for replays and commits in one more round trip. Three round trips in
+  all, as on the hand-written side; the request is logged as one JSON access line;
 - hand-written: a Flask route that parses the JSON and runs the same INSERT and an outbox
   INSERT in one PyMySQL transaction, nothing else.
 

@@ -318,11 +318,15 @@ class Checker:
 
     def check_subscriptions(self) -> None:
         peers, policies = self.section("peers"), self.section("retry_policies")
+        own_name = self.section("service").get("name")
         seen: dict[tuple[str, int], int] = {}
         for index, entry in self.entries("subscriptions"):
             where = describe(self.root, ["subscriptions", index])[0]
             source = entry.get("from")
-            if isinstance(source, str) and SERVICE_NAME.match(source) and source not in peers:
+            # `from:` the service itself is a local background job (`ctx.enqueue`, or a message
+            # it publishes and handles itself): no peer involved.
+            if (isinstance(source, str) and SERVICE_NAME.match(source) and source not in peers
+                    and source != own_name):
                 self.add(["subscriptions", index, "from"],
                          f"{where} expects it from peer '{source}' which is not defined",
                          self.reference_hint(source, peers, f"add it under peers: {{{source}: "

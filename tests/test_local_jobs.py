@@ -1,0 +1,143 @@
+"""Local background jobs: a service subscribes to a message `from:` itself, an endpoint queues it
+with `ctx.enqueue` in the request's transaction, and the worker runs it. Over real HTTP, on
+SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import run_shoestring
+from support import start_server, stop_server
+
+SPEC = """\
+shoestring: 1
+service:
+  name: mailer
+  description: Mails receipts, later, from its own queue.
+messages:
+  receipt.requested:
+    description: A receipt is to be mailed (a background job of this service).
+    versions:
+      1:
+        fields:
+          order_id: uuid
+subscriptions:
+  - message: receipt.requested
+    version: 1
+    from: mailer
+    retry: default
+    fields:
+      order_id: uuid
+endpoints:
+  - name: request_receipt
+    method: POST
+    path: /v1/receipts
+    description: Queue a receipt for mailing.
+    scopes: [receipts:write]
+    status: 202
+    request:
+      order_id: uuid
+    response:
+      queued: bool
+retry_policies:
+  default: {max_attempts: 5, base_seconds: 1, max_seconds: 60}
+"""
+
+ENDPOINT = '''"""Queue the receipt; the worker mails it."""
+
+from typing import Any
+
+from ..chassis.context import Context
+
+
+def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+    ctx.enqueue("receipt.requested", 1, {"order_id": data["order_id"]})
+    return {"queued": True}
+'''
+
+JOB = '''"""Mail a receipt: here, record it."""
+
+from typing import Any
+
+from ..chassis.context import Context
+
+
+def handle(ctx: Context, event: dict[str, Any]) -> None:
+    ctx.db.execute("INSERT INTO mailed (order_id) VALUES (%s)", (event["order_id"],))
+'''
+
+MAILED_SQL = "CREATE TABLE mailed (order_id VARCHAR(36) NOT NULL PRIMARY KEY);\n"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def database_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mailer.db'}"
+    return request.getfixturevalue("mysql_database")
+
+
+def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database_url: str):
+    spec = tmp_path / "mailer.yaml"
+    spec.write_text(SPEC)
+    root = tmp_path / "mailer"
+    run_shoestring("new", str(spec), "-o", str(root))
+    handlers = root / "mailer" / "handlers"
+    (handlers / "request_receipt.py").write_text(ENDPOINT)
+    job_module = handlers / "on_receipt_requested_v1.py"
+    assert job_module.exists()  # generated as the subscriber of the local message
+    job_module.write_text(JOB)
+    for engine in ("mysql", "sqlite"):
+        (root / "migrations" / engine).mkdir(parents=True, exist_ok=True)
+        (root / "migrations" / engine / "0001_mailed.sql").write_text(MAILED_SQL)
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+
+    def cli(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "mailer", *args], cwd=root, env=env, check=True,
+            capture_output=True, text=True,
+        ).stdout
+
+    cli("migrate")
+    cli("keys", "generate")
+    token = cli("token", "--scope", "receipts:write").strip()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server([sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+                          cwd=root, env=env, name="mailer", url=url)
+    try:
+        order_id = str(uuid.uuid4())
+        response = requests.post(f"{url}/v1/receipts", json={"order_id": order_id},
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"queued": True}
+    finally:
+        stop_server(server)
+
+    cli("worker", "--once")
+    check = (
+        "import json; from mailer.chassis.cli import database_or_exit\n"
+        "db = database_or_exit()\n"
+        "with db.transaction() as conn:\n"
+        "    print(json.dumps([conn.fetchall('SELECT order_id FROM mailed'),\n"
+        "                      conn.fetchall('SELECT status FROM message_queue')]))\n"
+    )
+    mailed, queue = json.loads(
+        subprocess.run([sys.executable, "-c", check], cwd=root, env=env, check=True,
+                       capture_output=True, text=True).stdout
+    )
+    assert mailed == [{"order_id": order_id}]
+    assert queue == [{"status": "DONE"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

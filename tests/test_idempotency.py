@@ -17,9 +17,18 @@ from support import CHASSIS, chassis_module
 
 idempotency = chassis_module("idempotency")
 ratelimit = chassis_module("ratelimit")
+
 db_module = chassis_module("db")
 migrate = chassis_module("migrate")
 Problem = chassis_module("problems").Problem
+
+
+@pytest.fixture(autouse=True)
+def no_purges_by_chance(monkeypatch):
+    """Requests purge old rows now and then, at random; here only the purges a test asks for
+    run, so that what they delete is known."""
+    monkeypatch.setattr(ratelimit, "PURGE_PROBABILITY", 0)
+    monkeypatch.setattr(idempotency, "PURGE_PROBABILITY", 0)
 
 
 def apply_migration(db: Any, name: str) -> None:

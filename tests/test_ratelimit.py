@@ -18,6 +18,13 @@ from support import CHASSIS, chassis_module
 
 ratelimit = chassis_module("ratelimit")
 db_module = chassis_module("db")
+
+
+@pytest.fixture(autouse=True)
+def no_purges_by_chance(monkeypatch):
+    """Requests purge old rows now and then, at random; here only the purges a test asks for
+    run, so that what they delete is known."""
+    monkeypatch.setattr(ratelimit, "PURGE_PROBABILITY", 0)
 migrate = chassis_module("migrate")
 
 

@@ -201,8 +201,12 @@ class DatabaseStorage:
         self._statements: str | None = None
 
     def hit(self, policy: Policy, bucket: str, now: float) -> Decision:
-        """Count and decide in a transaction of its own."""
-        return self.db.run_in_transaction(lambda conn: self.hit_in(conn, policy, bucket, now))
+        """Count and decide in a transaction of its own: one round trip, the COMMIT included."""
+        statements = self.statements(policy, bucket, now)
+        results = self.db.run_in_transaction(lambda conn: conn.batch(statements, commit=True))
+        if random.random() < PURGE_PROBABILITY:
+            self.purge(now, PURGE_BATCH)
+        return self.decide(policy, now, results)
 
     def hit_in(self, conn: Connection, policy: Policy, bucket: str, now: float) -> Decision:
         """Count and decide inside the caller's open transaction `conn`; the count commits with

@@ -140,7 +140,7 @@ def test_template_renders_a_complete_generated_service(
 def test_template_refuses_a_service_name_that_is_no_name(copie, template: Path) -> None:
     result = copie.copy(extra_answers={"service_name": "Orders Service"}, template_dir=template)
     assert result.exception is not None
-    assert "lowercase letters, digits and dashes" in str(result.exception)
+    assert "letters, digits, dashes and underscores" in str(result.exception)
 
 
 def test_copier_update_merges_the_template_and_leaves_spec_derived_files_to_the_generator(

@@ -15,9 +15,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_SPECS = sorted((REPO / "examples").glob("*/service.yaml"))
+# The example services, the spec that uses every feature, and a service with local jobs.
+EXAMPLE_SPECS = [
+    *sorted((REPO / "examples").glob("*/service.yaml")),
+    REPO / "tests" / "specs" / "valid" / "everything.yaml",
+    REPO / "tests" / "specs" / "valid" / "local_jobs.yaml",
+]
 
 pytestmark = pytest.mark.slow
+
+
+def _name(spec: Path) -> str:
+    return spec.parent.name if spec.name == "service.yaml" else spec.stem
 
 
 def run_service_tests(service: Path, database_url: str | None) -> None:
@@ -40,13 +49,13 @@ def run_service_tests(service: Path, database_url: str | None) -> None:
     )
 
 
-@pytest.mark.parametrize("spec", EXAMPLE_SPECS, ids=lambda path: path.parent.name)
+@pytest.mark.parametrize("spec", EXAMPLE_SPECS, ids=_name)
 def test_new_service_passes_its_own_tests_on_sqlite(new_service, spec: Path) -> None:
     run_service_tests(new_service(spec), None)
 
 
 @pytest.mark.mysql
-@pytest.mark.parametrize("spec", EXAMPLE_SPECS, ids=lambda path: path.parent.name)
+@pytest.mark.parametrize("spec", EXAMPLE_SPECS, ids=_name)
 def test_new_service_passes_its_own_tests_on_mariadb(
     new_service, mysql_database: str, spec: Path
 ) -> None:

@@ -93,6 +93,19 @@ _QUICK_KEYWORDS = {
     "pattern",
     "enum",
     "items",
+    "anyOf",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+}
+_BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
+    "minimum": lambda value, bound: value >= bound,
+    "maximum": lambda value, bound: value <= bound,
+    "exclusiveMinimum": lambda value, bound: value > bound,
+    "exclusiveMaximum": lambda value, bound: value < bound,
 }
 
 
@@ -137,10 +150,38 @@ def compile_check(schema: Any) -> Callable[[Any], bool] | None:
             checks.append(lambda value: any(test(value) for test in tests))
     if "enum" in schema:
         choices = schema["enum"]
-        if not all(isinstance(choice, str) for choice in choices):
+        if not all(choice is None or isinstance(choice, str) for choice in choices):
             return None  # JSON equality of numbers and booleans is left to jsonschema
         allowed = frozenset(choices)
-        checks.append(lambda value: isinstance(value, str) and value in allowed)
+        null_allowed = None in allowed
+        checks.append(
+            lambda value: (value is None and null_allowed)
+            or (isinstance(value, str) and value in allowed)
+        )
+    if "minLength" in schema or "maxLength" in schema:
+        shortest, longest = schema.get("minLength", 0), schema.get("maxLength")
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in (shortest, longest or 0)):
+            return None
+        # JSON Schema counts code points, as len() does.
+        checks.append(
+            lambda value: not isinstance(value, str)
+            or (len(value) >= shortest and (longest is None or len(value) <= longest))
+        )
+    for keyword, compare in _BOUNDS.items():
+        if keyword in schema:
+            bound = schema[keyword]
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                return None
+            checks.append(
+                lambda value, n=bound, compare=compare: isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or compare(value, n)
+            )
+    if "anyOf" in schema:
+        choices = [compile_check(choice) for choice in schema["anyOf"]]
+        if not choices or any(choice is None for choice in choices):
+            return None
+        checks.append(lambda value: any(choice(value) for choice in choices))
     if "pattern" in schema:
         search = re.compile(schema["pattern"]).search
         checks.append(lambda value: not isinstance(value, str) or search(value) is not None)

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +57,45 @@ def stop_server(server: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+# The engines the chassis' database code runs on in unit tests: SQLite; MariaDB as it is
+# (INSERT ... RETURNING); and the same server seen as MySQL 8, which has no RETURNING, so the
+# MySQL-only paths run here too.
+DATABASE_KINDS = [
+    "sqlite",
+    pytest.param("mysql", marks=pytest.mark.mysql),
+    pytest.param("mysql8", marks=pytest.mark.mysql),
+]
+
+
+def chassis_database(request: Any, tmp_path: Path, *migrations: str) -> Any:
+    """A chassis `Database` of the kind `request.param` names (see DATABASE_KINDS), with the
+    chassis migrations `migrations` (file names) applied. Close it after the test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'chassis.db'}"
+    else:
+        url = request.getfixturevalue("mysql_database")
+    db = chassis_module("db").Database(url)
+    if request.param == "mysql8":
+        db.dialect  # noqa: B018 - connects once, learning the server
+        db._dialect = chassis_module("dialect").MySQLDialect("mysql", (8, 0, 36))
+        assert db.dialect.returning_sql(["x"]) is None
+    for name in migrations:
+        apply_migration(db, name)
+    return db
+
+
+def apply_migration(db: Any, name: str) -> None:
+    """Apply the chassis migration file `name` for the database's engine."""
+    path = CHASSIS / "migrations" / db.dialect.name / name
+    for statement in chassis_module("migrate").split_statements(path.read_text()):
+        with db.transaction() as conn:
+            conn.execute(statement)
+
+
+def no_purges_by_chance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests purge old rate limit and idempotency rows now and then, at random; call this in
+    a test that counts rows, so that only the purges it asks for run."""
+    for name in ("ratelimit", "idempotency"):
+        monkeypatch.setattr(chassis_module(name), "PURGE_PROBABILITY", 0)

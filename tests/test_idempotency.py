@@ -13,53 +13,30 @@ from typing import Any
 
 import flask
 import pytest
-from support import CHASSIS, chassis_module
+from support import (
+    DATABASE_KINDS,
+    apply_migration,
+    chassis_database,
+    chassis_module,
+    no_purges_by_chance,
+)
 
 idempotency = chassis_module("idempotency")
 ratelimit = chassis_module("ratelimit")
 
 db_module = chassis_module("db")
-migrate = chassis_module("migrate")
 Problem = chassis_module("problems").Problem
 
 
 @pytest.fixture(autouse=True)
-def no_purges_by_chance(monkeypatch):
-    """Requests purge old rows now and then, at random; here only the purges a test asks for
-    run, so that what they delete is known."""
-    monkeypatch.setattr(ratelimit, "PURGE_PROBABILITY", 0)
-    monkeypatch.setattr(idempotency, "PURGE_PROBABILITY", 0)
+def no_random_purges(monkeypatch):
+    no_purges_by_chance(monkeypatch)
 
 
-def apply_migration(db: Any, name: str) -> None:
-    path = CHASSIS / "migrations" / db.dialect.name / name
-    for statement in migrate.split_statements(path.read_text()):
-        with db.transaction() as conn:
-            conn.execute(statement)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("mysql", marks=pytest.mark.mysql),
-        pytest.param("mysql-readback", marks=pytest.mark.mysql),
-    ]
-)
+@pytest.fixture(params=DATABASE_KINDS)
 def database(request, tmp_path: Path):
-    """A real database with the idempotency table and an `orders` table for side effects:
-    SQLite, and MariaDB seen as MariaDB (INSERT ... RETURNING) and as MySQL (without)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'idempotency.db'}"
-    else:
-        url = request.getfixturevalue("mysql_database")
-    db = db_module.Database(url)
-    if request.param == "mysql-readback":
-        # MySQL (and MariaDB before 10.5) have no INSERT ... RETURNING: the upsert's row is read
-        # back in its transaction instead. Run that path on this server too.
-        db.dialect  # noqa: B018 - connects once, learning the server
-        db._dialect = chassis_module("dialect").MySQLDialect("mysql", (8, 0, 36))
-        assert db.dialect.returning_sql(["x"]) is None
-    apply_migration(db, "0011_idempotency_keys.sql")
+    """A real database with the idempotency table and an `orders` table for side effects."""
+    db = chassis_database(request, tmp_path, "0011_idempotency_keys.sql")
     with db.transaction() as conn:
         conn.execute("CREATE TABLE orders (id INTEGER NOT NULL, note VARCHAR(20) NOT NULL)")
     yield db

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 
 import requests
 from conftest import _connect, database_url
-from support import start_server, stop_server
+from support import free_port, query_mysql, start_server, stop_server
 
 # A server that answers 500 to every inbox batch holding a given message type, in front of the
 # service's real app: a peer with a bug in one message type's path.
@@ -42,12 +41,6 @@ def failing(environ, start_response):
 
 waitress.serve(failing, host="127.0.0.1", port=int(sys.argv[1]), threads=4)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def create_database(server_url: str) -> str:
@@ -133,14 +126,7 @@ class Service:
     # -- the database ---------------------------------------------------------------------
 
     def query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        conn = _connect(self.database_url, self.database_url.rsplit("/", 1)[1])
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                columns = [column[0] for column in cursor.description or ()]
-                return [dict(zip(columns, row)) for row in cursor.fetchall()]
-        finally:
-            conn.close()
+        return query_mysql(self.database_url, sql, params)
 
     def value(self, sql: str, params: tuple = ()) -> Any:
         (row,) = self.query(sql, params)

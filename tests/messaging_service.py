@@ -18,7 +18,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from conftest import EXAMPLES, _connect
+from conftest import EXAMPLES
+from support import query_mysql
 
 HANDLER = '''\
 """Test handler: records each payment.captured v1 it handles (see tests/messaging_service.py)."""
@@ -139,15 +140,7 @@ class MessagingService:
         self.python("-c", ENQUEUE, str(count), str(per_transaction), *extra)
 
     def query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
-        database = self.database_url.rsplit("/", 1)[1]
-        conn = _connect(self.database_url, database)
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                columns = [column[0] for column in cursor.description or ()]
-                return [dict(zip(columns, row)) for row in cursor.fetchall()]
-        finally:
-            conn.close()
+        return query_mysql(self.database_url, sql, params)
 
     def value(self, sql: str, params: tuple = ()) -> Any:
         (row,) = self.query(sql, params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import subprocess
 import sys
 import time
@@ -99,3 +100,25 @@ def no_purges_by_chance(monkeypatch: pytest.MonkeyPatch) -> None:
     a test that counts rows, so that only the purges it asks for run."""
     for name in ("ratelimit", "idempotency"):
         monkeypatch.setattr(chassis_module(name), "PURGE_PROBABILITY", 0)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def query_mysql(database_url: str, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    """Rows of `sql` as dicts, read with a connection of its own from the database of a
+    mysql:// URL (what a service wrote, seen from outside it)."""
+    from conftest import _connect
+
+    conn = _connect(database_url, database_url.rsplit("/", 1)[1])
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            columns = [column[0] for column in cursor.description or ()]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+    finally:
+        conn.close()

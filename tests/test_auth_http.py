@@ -10,7 +10,6 @@ follows them by refetching the JWKS (no restart anywhere).
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,18 +22,12 @@ import jwt
 import pytest
 import requests
 from conftest import EXAMPLES, run_shoestring
-from support import start_server, stop_server
+from support import free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.slow]
 
 CUSTOMER = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 ORDER = {"customer_id": CUSTOMER, "amount_cents": 1250, "currency": "EUR"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

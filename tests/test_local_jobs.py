@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import run_shoestring
-from support import start_server, stop_server
+from support import free_port, start_server, stop_server
 
 SPEC = """\
 shoestring: 1
@@ -108,7 +107,7 @@ def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database
     cli("migrate")
     cli("keys", "generate")
     token = cli("token", "--scope", "receipts:write").strip()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server([sys.executable, "-m", "mailer", "serve", "--port", str(port)],
                           cwd=root, env=env, name="mailer", url=url)
@@ -135,9 +134,3 @@ def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database
     )
     assert mailed == [{"order_id": order_id}]
     assert queue == [{"status": "DONE"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from conftest import _connect, database_url, run_shoestring
+from support import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -142,12 +143,6 @@ print(json.dumps({s: mint_token(store, issuer="ledger", audience="ledger", subje
                                 scopes=["entries:read", "entries:write"], ttl=3600)
                   for s in subjects}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from conftest import EXAMPLES, _connect, run_shoestring
+from support import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -37,12 +37,6 @@ MAX_EXAMPLES = 30
 CHECKS = "not_a_server_error,response_schema_conformance"
 RUN_TIMEOUT_SECONDS = 120
 SCHEMATHESIS = "from schemathesis.cli import schemathesis; schemathesis()"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_service(root: Path, env: dict[str, str], *args: str) -> str:

@@ -11,7 +11,6 @@ spec's full form is checked before the handler runs (same 422, nothing reaches t
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from conftest import _connect, run_shoestring
+from support import free_port
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 
@@ -112,12 +112,6 @@ MIGRATIONS = {
 }
 
 EMOJI = "\U0001f600"  # 4 bytes in UTF-8: needs utf8mb4, not MySQL's 3-byte utf8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Notes:

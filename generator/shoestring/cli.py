@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,6 +40,19 @@ EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
 
 
+def _format_option(text_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--format text|json` (default text) of the commands that report problems; `text_help`
+    says what a text line and a JSON object are."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=text_help,
+    )
+
+
 @click.group()
 @click.version_option(__version__, prog_name="shoestring")
 def main() -> None:
@@ -52,14 +67,7 @@ def schema() -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one `file:line:col: message` per problem; json: a list of problem objects.",
-)
+@_format_option("text: one `file:line:col: message` per problem; json: a list of problem objects.")
 def validate(spec: Path, output_format: str) -> None:
     """Check SPEC and report every problem. Exit 0 valid, 1 invalid, 2 unreadable."""
     result = load_spec(spec)
@@ -285,14 +293,7 @@ def _echo_warnings(plan: Plan) -> None:
     metavar="RULE",
     help="Leave out a rule by id (repeatable), beside the spec's `breaking: except:`.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one `file:line:col: RULE: message — fix` per change; json: a list of objects.",
-)
+@_format_option("text: one `file:line:col: RULE: message — fix` per change; json: a list of objects.")
 def breaking(
     spec: Path, against: str, rules: str | None, ignore: tuple[str, ...], output_format: str
 ) -> None:
@@ -331,14 +332,7 @@ def breaking(
 
 @main.command()
 @click.argument("system_file", metavar="SYSTEM", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: one `file:line:col: message — hint` per finding; json: a list of objects.",
-)
+@_format_option("text: one `file:line:col: message — hint` per finding; json: a list of objects.")
 def check(system_file: Path, output_format: str) -> None:
     """Check that the services listed in SYSTEM (a system.yaml) fit together.
 

@@ -146,35 +146,43 @@ def _plan_stale(
     plan: Plan, old: Manifest, generated: dict[str, bytes], stubs: dict[str, bytes]
 ) -> None:
     """Files the last run wrote that this run does not: remove the untouched, keep the edited."""
-    for path, recorded in sorted(old.files.items()):
-        if path in generated or not _owned(path):
-            continue
-        current = _read(plan.root / path)
-        if current is None:
-            continue
-        if sha256(current) == recorded:
-            plan.removals.append(path)
-            plan.drift.append(f"stale: {path} (no longer generated)")
-        else:
-            plan.drift.append(f"stale: {path} (no longer generated, edited by hand)")
-            plan.warnings.append(
-                f"{path} is no longer generated but was edited by hand: kept; delete it once "
-                f"you no longer need it"
-            )
-    for path, recorded in sorted(old.stubs.items()):
-        if path in stubs or not _owned(path):
-            continue
-        current = _read(plan.root / path)
-        if current is None:
-            continue
-        if sha256(current) == recorded:
-            plan.removals.append(path)
-            plan.drift.append(f"stale: {path} (handler stub of something {SPEC_FILE} dropped)")
-        else:
-            plan.warnings.append(
-                f"{path} handles something {SPEC_FILE} no longer declares and holds your code: "
-                f"kept, but nothing calls it any more; delete it once you no longer need it"
-            )
+    # (recorded last time, written now, drift when removed, drift when kept, warning when kept)
+    kinds = (
+        (
+            old.files,
+            generated,
+            "no longer generated",
+            "no longer generated, edited by hand",
+            (
+                "is no longer generated but was edited by hand: kept; delete it once you no "
+                "longer need it"
+            ),
+        ),
+        (
+            old.stubs,
+            stubs,
+            f"handler stub of something {SPEC_FILE} dropped",
+            None,
+            (
+                f"handles something {SPEC_FILE} no longer declares and holds your code: kept, "
+                "but nothing calls it any more; delete it once you no longer need it"
+            ),
+        ),
+    )
+    for recorded_files, written, removed, kept, warning in kinds:
+        for path, recorded in sorted(recorded_files.items()):
+            if path in written or not _owned(path):
+                continue
+            current = _read(plan.root / path)
+            if current is None:
+                continue
+            if sha256(current) == recorded:
+                plan.removals.append(path)
+                plan.drift.append(f"stale: {path} ({removed})")
+            else:
+                if kept is not None:
+                    plan.drift.append(f"stale: {path} ({kept})")
+                plan.warnings.append(f"{path} {warning}")
 
 
 def apply_plan(plan: Plan) -> None:

@@ -35,8 +35,7 @@ from . import queue
 from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_exception, fail
 from .db import Connection, Database, retry_on_deadlock
 from .dialect import Dialect
-from .events import Catalog, MessageError, envelope, parse_event_type
-from .jsonbody import COMPACT
+from .events import Catalog, MessageError, envelope
 
 #: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
 #: None when the peer accepted it or the error text when it did not (a `Rejected` text when the
@@ -81,22 +80,7 @@ class Outgoing:
 
     def add_delivery(self, event: dict[str, Any], destination: str) -> None:
         """Buffer an outbox row taking `event` to `destination`."""
-        now = queue.utcnow_ms()
-        type_, version = parse_event_type(event["type"])
-        self.outbox_rows.append(
-            (
-                event["id"],
-                destination,
-                type_,
-                version,
-                COMPACT.encode(event),
-                "NEW",
-                0,
-                now,
-                now,
-                now,
-            )
-        )
+        self.outbox_rows.append(queue.message_row(event, destination))
 
     def add_job(self, event: dict[str, Any], delay_seconds: float = 0) -> None:
         """Buffer a row of this service's own queue holding `event`."""

@@ -44,11 +44,17 @@ def utcnow_ms() -> dt.datetime:
 
 def row_values(event: dict[str, Any], delay_seconds: float = 0) -> tuple[Any, ...]:
     """The column values (in COLUMNS order) of a NEW queue row holding the CloudEvent `event`."""
+    return message_row(event, event["source"], delay_seconds)
+
+
+def message_row(event: dict[str, Any], party: str, delay_seconds: float = 0) -> tuple[Any, ...]:
+    """A NEW row holding the CloudEvent `event`, in the column order the queue and the outbox
+    share; `party` is the second column: the queue's `source`, the outbox's `destination`."""
     type_, version = parse_event_type(event["type"])
     now = utcnow_ms()
     return (
         event["id"],
-        event["source"],
+        party,
         type_,
         version,
         COMPACT.encode(event),

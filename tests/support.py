@@ -122,3 +122,34 @@ def query_mysql(database_url: str, sql: str, params: tuple = ()) -> list[dict[st
             return [dict(zip(columns, row)) for row in cursor.fetchall()]
     finally:
         conn.close()
+
+
+# An identity for the commits tests make (a machine may have none configured).
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
+
+
+def shoestring(*args: str, expect: int = 0) -> Any:
+    """Run the `shoestring` CLI in this process (click's runner); assert its exit code."""
+    from click.testing import CliRunner
+    from shoestring.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == expect, (
+        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        + (f"\n{result.exception!r}" if result.exception else "")
+    )
+    return result
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below `root` by its relative path, with its bytes."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }

@@ -11,23 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from shoestring.cli import main
 from shoestring.manifest import MANIFEST_PATH
+from support import shoestring, tree
 
 BASE = (Path(__file__).parent / "specs" / "evolution" / "base.yaml").read_text()
 
 
 def generate(root: Path, *options: str, expect: int = 0):
-    result = CliRunner().invoke(main, ["generate", *options, str(root)])
-    assert result.exit_code == expect, (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result
+    return shoestring("generate", *options, str(root), expect=expect)
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture

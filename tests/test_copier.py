@@ -19,14 +19,9 @@ import pytest
 import yaml
 from copier import run_update
 from shoestring.manifest import MANIFEST_PATH
+from support import GIT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.org",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.org",
-}
 # Jinja that escaped rendering: an expression or a statement tag. (A bare `{{` is legal in a
 # Python f-string, so only the shapes Jinja gives meaning to count.)
 UNRENDERED = re.compile(rb"\{\{-?\s*[A-Za-z_][\w.]*\s*(\|[^}]*)?-?\}\}|\{%-?\s*[a-z]+\b")

@@ -24,14 +24,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import GIT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.org",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.org",
-}
 HEALTH = "template/{{package}}/chassis/health.py"
 
 pytestmark = pytest.mark.slow

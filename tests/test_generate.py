@@ -17,13 +17,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from click.testing import CliRunner
 from openapi_spec_validator import validate as validate_openapi
 from shoestring import __version__
-from shoestring.cli import main
 from shoestring.manifest import MANIFEST_PATH
 from shoestring.render import spec_sha256
 from shoestring.spec import load_spec
+from support import shoestring, tree
 
 RUFF = [sys.executable, "-m", "ruff"]
 # A strict, configuration-independent standard for "looks hand-written": ruff's default rules
@@ -97,19 +96,9 @@ def write_spec(root: Path, spec: dict[str, Any]) -> Path:
 
 
 def generate(root: Path, *options: str, expect: int = 0):
-    result = CliRunner().invoke(main, ["generate", *options, str(root)])
-    assert result.exit_code == expect, (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    )
-    return result
+    return shoestring("generate", *options, str(root), expect=expect)
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 def model_of(root: Path) -> dict[str, Any]:

@@ -9,36 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from shoestring import __version__
-from shoestring.cli import main
 from shoestring.manifest import MANIFEST_PATH
+from support import GIT_ENV, shoestring, tree
 
 REPO = Path(__file__).resolve().parents[1]
 ORDERS_SPEC = REPO / "examples" / "orders" / "service.yaml"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.org",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.org",
-}
-
-
-def shoestring(*args: str, expect: int = 0):
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == expect, (
-        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        + (f"\n{result.exception!r}" if result.exception else "")
-    )
-    return result
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

@@ -53,18 +53,8 @@ class Rejected(str):
 #: Converts the data of one version of a message to another (see `publish_also` in `publish`).
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
 
-COLUMNS = (
-    "message_id",
-    "destination",
-    "message_type",
-    "version",
-    "payload",
-    "status",
-    "retry_count",
-    "available_at",
-    "created_at",
-    "updated_at",
-)
+# The queue's columns, with `destination` where the queue has `source` (see queue.message_row).
+COLUMNS = (queue.COLUMNS[0], "destination", *queue.COLUMNS[2:])
 
 
 class Outgoing:

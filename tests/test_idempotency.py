@@ -185,6 +185,17 @@ def test_a_request_that_outlived_its_lease_cannot_complete_and_rolls_back(keys, 
     assert claim(keys).body == '{"id": 2}'
 
 
+def test_a_request_whose_expired_claim_was_purged_completes_once_and_keeps_its_response(
+    keys, database, clock
+):
+    slow = claim(keys)
+    clock.advance(31)  # the lease ran out and no retry came, but the purge did
+    assert keys.purge() == 1
+    place_order(keys, database, slow, 1)
+    assert count_orders(database) == 1
+    assert claim(keys).body == '{"id": 1}'  # the key is back, with the response
+
+
 def test_release_never_deletes_a_key_another_request_took_over(keys, clock):
     slow = claim(keys)
     clock.advance(31)

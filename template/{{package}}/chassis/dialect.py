@@ -26,7 +26,7 @@ _FORMAT_SEQUENCE = re.compile(r"%\((\w+)\)s|%s|%%")
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213
 ER_DUP_ENTRY = 1062
-ER_SUBQUERY_NO_1_ROW = 1242
+ER_BAD_NULL_ERROR = 1048
 # Client-side errors that mean the connection is gone (server restarted, wait_timeout elapsed).
 CR_CONNECTION_LOST = {2006, 2013, 2055}
 # A value the column cannot hold, refused in strict mode (STRICT_ALL_TABLES) instead of being
@@ -223,14 +223,9 @@ class Dialect:
         most once per statement; the last value wins."""
         return None
 
-    def one_row_changed_sql(self) -> str | None:
-        """A statement that fails (`is_not_one_row_changed`) unless the statement just before it
-        changed exactly one row: in a batch before its COMMIT, it makes the commit depend on
-        that. None where there is none (SQLite: check the rowcount, then commit)."""
-        return None
-
-    def is_not_one_row_changed(self, exc: BaseException) -> bool:
-        """True when `one_row_changed_sql` failed."""
+    def is_null_refused(self, exc: BaseException, column: str) -> bool:
+        """True when `exc` says a statement tried to store NULL in the NOT NULL `column` (an
+        assignment that yields NULL is how a statement fails on a condition)."""
         return False
 
     def delete_batch_sql(self, table: str, where: str, limit: int) -> str:
@@ -378,18 +373,9 @@ class MySQLDialect(Dialect):
         # returns on this connection until the next insert into an AUTO_INCREMENT column.
         return f"LAST_INSERT_ID({expression})"
 
-    def one_row_changed_sql(self) -> str:
-        # ROW_COUNT() is what the previous statement changed. A scalar subquery yielding two
-        # rows is an error (1242) on every MySQL and MariaDB: the one way a plain statement
-        # outside a stored program can fail on a condition. SET, not SELECT: no result set
-        # to send and read.
-        return (
-            "SET @shoestring_one_row_changed = "
-            "(SELECT 1 UNION ALL SELECT 2 FROM DUAL WHERE ROW_COUNT() <> 1)"
-        )
-
-    def is_not_one_row_changed(self, exc: BaseException) -> bool:
-        return _mysql_errno(exc) == ER_SUBQUERY_NO_1_ROW
+    def is_null_refused(self, exc: BaseException, column: str) -> bool:
+        # "Column 'state' cannot be null" (refused even outside strict mode: one row).
+        return _mysql_errno(exc) == ER_BAD_NULL_ERROR and f"'{column}'" in str(exc.args[-1])
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         if isinstance(exc, pymysql.err.InterfaceError):  # "(0, '')": the socket is closed
@@ -493,6 +479,12 @@ class SQLiteDialect(Dialect):
 
     def is_connection_lost(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc)
+
+    def is_null_refused(self, exc: BaseException, column: str) -> bool:
+        # "NOT NULL constraint failed: idempotency_keys.state"
+        return isinstance(exc, sqlite3.IntegrityError) and bool(
+            re.search(rf"NOT NULL constraint failed: (?:\S+\.)?{re.escape(column)}$", str(exc))
+        )
 
     def refused_value(self, exc: BaseException) -> tuple[str, str] | None:
         # SQLite stores any value in an ordinary column (a TEXT column has no length); only

@@ -16,11 +16,13 @@ An endpoint marked `idempotent: true` in the spec requires an `Idempotency-Key` 
 
 Concurrency, step by step (table `idempotency_keys`, migration 0011):
 
-1. `claim` upserts the (client, key) row in its own short transaction (which also counts the
+1. `claim` inserts the (client, key) row in its own short transaction (which also counts the
    request against the endpoint's rate limit), marking it RUNNING with a lease and a random
    owner token. The primary key makes two concurrent claims of one key serialize on that row;
    the one that comes second finds RUNNING and answers 409. (On SQLite, which has one writer at
    a time, it waits for the first request's transaction to commit and replays its response.)
+   A row whose `reclaimable_at` has passed (a dead request's lease, a finished request's
+   retention) is taken over by the next claim.
 2. The handler's transaction runs the business writes and `complete`, which stores the response
    and marks the row DONE, fenced on the owner token: if the lease ran out and a retry took the
    key over, `complete` fails, the transaction rolls back, and the effect still happens once.
@@ -44,7 +46,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Connection, Database, utcnow
+from .db import Connection, Database, Row, utcnow
 from .jsonbody import CANONICAL
 from .problems import Problem
 from .ratelimit import TABLE as RATE_LIMIT_TABLE
@@ -114,6 +116,17 @@ _ROW_COLUMNS = (
     "response_body",
 )
 
+# A claimed key's row: this request's, running, with no response yet (parameters of `claim`).
+_RUNNING_VALUES = {
+    "owner": "%(owner)s",
+    "endpoint": "%(endpoint)s",
+    "fingerprint": "%(fingerprint)s",
+    "state": f"'{RUNNING}'",
+    "response_status": "NULL",
+    "response_headers": "NULL",
+    "response_body": "NULL",
+}
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -123,6 +136,7 @@ class Claim:
     key: str
     owner: str
     endpoint: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -222,7 +236,7 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    _statements: dict[bool, str] = field(
+    _statements: dict[bool | str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -264,20 +278,81 @@ class IdempotencyKeys:
             admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:
             self._purge_quietly()
-        upserted = results[-1]
+        inserted = results[-1]
         if self.db.dialect.upsert_reports_change:
-            ours = upserted.rowcount in (1, 2)  # inserted, or taken over
+            ours = inserted.rowcount == 1  # 0: the key has a row already
         else:
-            ours = bool(upserted.rows) and upserted.rows[0]["owner"] == owner
-        if ours:
-            return Claim(client=client, key=key, owner=owner, endpoint=endpoint)
-        # Another request's key (the rare case): what it holds now.
-        with self.db.transaction(readonly=True) as conn:
-            row = conn.fetchone(
+            ours = bool(inserted.rows) and inserted.rows[0]["owner"] == owner
+        if not ours:  # the key has a row (the rare case): take it over, or answer from it
+            ours, row = self._take_over(params)
+            if not ours:
+                return self._answer(key, fingerprint, row)
+        return Claim(
+            client=client, key=key, owner=owner, endpoint=endpoint, fingerprint=fingerprint
+        )
+
+    def _sql(self, admitted_only: bool) -> str:
+        """The claim's INSERT, which leaves an existing row of the key as it is. Where its
+        rowcount tells whether it inserted (MySQL) it returns no rows, else (SQLite) it returns
+        the owner it left. With `admitted_only`, it inserts only when the rate limit bucket
+        `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
+        per variant: they depend only on the dialect."""
+        if admitted_only not in self._statements:
+            # The primary key makes two concurrent claims of one key serialize on that row
+            # (InnoDB row lock; SQLite's write lock): one inserts, the other finds the row.
+            # Assigning a key column to itself leaves the row as it was: MySQL counts 0 rows.
+            dialect = self.db.dialect
+            upsert = dialect.upsert_computed_sql(
+                TABLE,
+                {
+                    "client": "%(client)s",
+                    "idempotency_key": "%(key)s",
+                    **_RUNNING_VALUES,
+                    "created_at": "%(now)s",
+                    "reclaimable_at": "%(lease_until)s",
+                },
+                ["client", "idempotency_key"],
+                {"client": "client"},
+                source=(
+                    f"FROM {dialect.quote(RATE_LIMIT_TABLE)} "
+                    "WHERE bucket = %(bucket)s AND last_allowed = 1"
+                    if admitted_only
+                    else None
+                ),
+            )
+            if not dialect.upsert_reports_change:
+                upsert = f"{upsert} {dialect.returning_sql(['owner'])}"
+            self._statements[admitted_only] = upsert
+        return self._statements[admitted_only]
+
+    def _take_over(self, params: Mapping[str, Any]) -> tuple[bool, Row | None]:
+        """Take the key's existing row over when it may be (`reclaimable_at` has passed: the
+        lease of a dead request, or the retention of a finished one); else read it. Returns
+        (taken, row as it is when not taken)."""
+        assignments = ", ".join(f"{column} = {value}" for column, value in _RUNNING_VALUES.items())
+
+        def attempt(conn: Connection) -> tuple[bool, Row | None]:
+            taken = conn.execute(
+                f"UPDATE {TABLE} SET {assignments}, created_at = %(now)s, "
+                "reclaimable_at = %(lease_until)s "
+                "WHERE client = %(client)s AND idempotency_key = %(key)s "
+                "AND reclaimable_at <= %(now)s",
+                params,
+            )
+            if taken:
+                return True, None
+            return False, conn.fetchone(
                 f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
                 "WHERE client = %(client)s AND idempotency_key = %(key)s",
                 params,
             )
+
+        return self.db.run_in_transaction(attempt)
+
+    @staticmethod
+    def _answer(key: str, fingerprint: str, row: Row | None) -> Replay:
+        """What a request gets for a key another request holds or held: the stored response of
+        the same request, or a 422 (another request) or 409 (still running) problem."""
         if row is None:  # purged or released since: the key is free again
             raise _in_use(key)
         if row["fingerprint"] != fingerprint:
@@ -296,53 +371,6 @@ class IdempotencyKeys:
             )
         raise _in_use(key)
 
-    def _sql(self, admitted_only: bool) -> str:
-        """The claim's upsert. Where its rowcount tells whether it took the key (MySQL) it
-        returns no rows, else (SQLite) it returns the owner it left. With `admitted_only`, it
-        does anything only when the rate limit bucket `%(bucket)s`, counted earlier in the same
-        transaction, admitted the request. Built once per variant: they depend only on the
-        dialect."""
-        if admitted_only not in self._statements:
-            # Why this is safe under concurrency: one upsert inserts the row or locks the
-            # existing one (InnoDB row lock on the primary key; SQLite's write lock), so
-            # concurrent claims of one key run one after another. A row is taken over only once
-            # `reclaimable_at` has passed (lease of a dead request, retention of a finished
-            # one); otherwise it is left as it is, which its rowcount (or RETURNING) shows.
-            # Every assignment reads only reclaimable_at, which is written last (MySQL
-            # evaluates the list left to right, SQLite on the old row).
-            take_over = "reclaimable_at <= %(now)s"
-            replaced = {
-                "owner": "%(owner)s",
-                "endpoint": "%(endpoint)s",
-                "fingerprint": "%(fingerprint)s",
-                "state": f"'{RUNNING}'",
-                "response_status": "NULL",
-                "response_headers": "NULL",
-                "response_body": "NULL",
-                "created_at": "%(now)s",
-                "reclaimable_at": "%(lease_until)s",
-            }
-            dialect = self.db.dialect
-            upsert = dialect.upsert_computed_sql(
-                TABLE,
-                {"client": "%(client)s", "idempotency_key": "%(key)s", **replaced},
-                ["client", "idempotency_key"],
-                {
-                    column: f"CASE WHEN {take_over} THEN {value} ELSE {column} END"
-                    for column, value in replaced.items()
-                },
-                source=(
-                    f"FROM {dialect.quote(RATE_LIMIT_TABLE)} "
-                    "WHERE bucket = %(bucket)s AND last_allowed = 1"
-                    if admitted_only
-                    else None
-                ),
-            )
-            if not dialect.upsert_reports_change:
-                upsert = f"{upsert} {dialect.returning_sql(['owner'])}"
-            self._statements[admitted_only] = upsert
-        return self._statements[admitted_only]
-
     def complete(
         self,
         conn: Connection,
@@ -352,46 +380,81 @@ class IdempotencyKeys:
         body: str,
         pending: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        """Store the response in the handler's transaction `conn`, mark the key DONE, and
-        commit where the server can do all that in one round trip (MySQL); the statements
-        `pending` (the handler's messages) run first, in the same round trip.
+        """Store the response in the handler's transaction `conn`, mark the key DONE and commit;
+        the statements `pending` (the handler's messages) run first. On MySQL all of it is one
+        round trip.
 
         Raises ClaimLost (409), rolling the handler's effects back with the transaction, when
         the key is no longer this request's.
         """
-        expires = self.clock() + dt.timedelta(seconds=self.ttl_seconds)
-        # Fenced on the owner token: a request whose lease ran out and whose key a retry took
-        # over (or the purge deleted) changes nothing here. The UPDATE locks the row until the
-        # handler's transaction commits, so a retry arriving meanwhile waits and then replays.
-        update = (
-            f"UPDATE {TABLE} SET state = %s, response_status = %s, response_headers = %s, "
-            "response_body = %s, reclaimable_at = %s "
-            "WHERE client = %s AND idempotency_key = %s AND owner = %s AND state = %s",
-            (
-                DONE,
-                status,
-                json.dumps(dict(headers), sort_keys=True),
-                body,
-                expires,
-                claim.client,
-                claim.key,
-                claim.owner,
-                RUNNING,
-            ),
-        )
-        check = conn.dialect.one_row_changed_sql()
-        if check is None:
-            if conn.batch([*pending, update])[-1].rowcount != 1:
-                raise ClaimLost(claim.key)
-            return
-        # Messages, response and COMMIT in one round trip: the check before the COMMIT fails
-        # the batch, so nothing commits, unless the UPDATE found the key still ours.
+        now = self.clock()
+        params = {
+            "client": claim.client,
+            "key": claim.key,
+            "owner": claim.owner,
+            "endpoint": claim.endpoint,
+            "fingerprint": claim.fingerprint,
+            "status": status,
+            "headers": json.dumps(dict(headers), sort_keys=True),
+            "body": body,
+            "now": now,
+            "expires": now + dt.timedelta(seconds=self.ttl_seconds),
+        }
         try:
-            conn.batch([*pending, update, (check, None)], commit=True)
+            conn.batch([*pending, (self._complete_sql(), params)], commit=True)
         except Exception as exc:
-            if conn.dialect.is_not_one_row_changed(exc):
+            if conn.dialect.is_null_refused(exc, "state"):
                 raise ClaimLost(claim.key) from None
             raise
+
+    def _complete_sql(self) -> str:
+        """The completion's upsert, fenced on the owner token, built once.
+
+        The row is normally this request's RUNNING claim: it becomes DONE with the response.
+        When the row belongs to another request (this request's lease ran out and a retry took
+        the key over), the state it would get is NULL, which the NOT NULL column refuses: the
+        statement fails, nothing after it runs (the COMMIT neither), and the transaction rolls
+        back. So no separate check, and no round trip, is needed to make the commit depend on
+        the key being ours. When the row is gone (purged after the lease ran out, and no retry
+        came), it is inserted again as DONE: the effect commits once, with its response.
+        The UPDATE part assigns `state` first: MySQL applies assignments left to right, and the
+        condition must see the row as it was.
+        """
+        if not self._statements.get("complete"):
+            values = {
+                "client": "%(client)s",
+                "idempotency_key": "%(key)s",
+                "owner": "%(owner)s",
+                "endpoint": "%(endpoint)s",
+                "fingerprint": "%(fingerprint)s",
+                "state": f"'{DONE}'",
+                "response_status": "%(status)s",
+                "response_headers": "%(headers)s",
+                "response_body": "%(body)s",
+                "created_at": "%(now)s",
+                "reclaimable_at": "%(expires)s",
+            }
+            self._statements["complete"] = self.db.dialect.upsert_computed_sql(
+                TABLE,
+                values,
+                ["client", "idempotency_key"],
+                {
+                    "state": (
+                        f"CASE WHEN owner = %(owner)s AND state = '{RUNNING}' "
+                        f"THEN '{DONE}' END"
+                    ),
+                    **{
+                        column: values[column]
+                        for column in (
+                            "response_status",
+                            "response_headers",
+                            "response_body",
+                            "reclaimable_at",
+                        )
+                    },
+                },
+            )
+        return self._statements["complete"]
 
     def release(self, claim: Claim) -> None:
         """Give the key up after the handler failed (its transaction rolled back), so the

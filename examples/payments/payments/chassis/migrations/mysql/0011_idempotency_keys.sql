@@ -10,8 +10,9 @@
 -- upsert takes over a row only from then on, and the purge deletes rows past it.
 --
 -- owner is the claim token of the request that holds (or completed) the key. Completion is
--- fenced on it: a request whose lease ran out and whose key was taken over cannot complete,
--- so its handler transaction rolls back and the effect happens once.
+-- fenced on it: a request whose lease ran out and whose key was taken over cannot complete
+-- (its upsert would set state to NULL, which NOT NULL refuses), so its handler transaction
+-- rolls back and the effect happens once.
 --
 -- fingerprint is the SHA-256 of method, path, query and body: the same key sent with another
 -- request is refused (422) instead of replaying a response that belongs to something else.

@@ -92,6 +92,46 @@ def test_percent_signs_are_escaped_the_same_on_both_engines(things):
         assert conn.fetchvalue("SELECT COUNT(*) FROM things WHERE name LIKE %s", ("%",)) == 2
 
 
+TRICKY_TEXT = "it's a \\ back\\slash, a \"quote\", a NUL \0, \r\n, \x1a and 🎉 ' OR '1'='1"
+
+
+def test_values_of_every_kind_come_back_as_they_were_bound(things):
+    values = [TRICKY_TEXT, "", 0, -(2**63), 2**63 - 1, None, 1.5, b"\x00\x01'\\"]
+    with things.transaction() as conn:
+        for value in values:
+            assert conn.fetchvalue("SELECT %s AS v", (value,)) == value
+        assert conn.fetchvalue("SELECT %(text)s AS v", {"text": TRICKY_TEXT}) == TRICKY_TEXT
+        assert conn.fetchvalue("SELECT %s AS v", (True,)) == 1
+        assert decimal.Decimal(conn.fetchvalue("SELECT %s AS v", (decimal.Decimal("-12.50"),))) == (
+            decimal.Decimal("-12.50")
+        )
+        # Datetimes are bound as text with microseconds, dates as ISO text.
+        for value in (dt.datetime(2024, 5, 1, 12, 30, 0, 123456), dt.datetime(2024, 5, 1, 12, 30)):
+            back = conn.fetchvalue("SELECT %s AS v", (value,))
+            assert dt.datetime.fromisoformat(back) == value
+        assert conn.fetchvalue("SELECT %s AS v", (dt.date(2024, 5, 1),)) == "2024-05-01"
+
+
+def test_statements_are_bound_as_the_driver_would_bind_them(things):
+    if things.dialect.name != "mysql":
+        pytest.skip("SQLite binds parameters itself")
+    from payments.chassis.db import _bind_mysql
+
+    aware = dt.datetime(2024, 5, 1, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    values = [TRICKY_TEXT, 7, None, True, 1.5, decimal.Decimal("2.50"), b"\x00'",
+              dt.datetime(2024, 5, 1, 12, 30, 0, 5), uuid.UUID(int=1), aware]
+    with things.transaction() as conn:
+        cursor = conn.raw.cursor()
+        expected = cursor.mogrify(
+            "SELECT " + ", ".join(["%s"] * len(values)),
+            [str(v) if isinstance(v, uuid.UUID) else v for v in values[:-1]]
+            + [dt.datetime(2024, 5, 1, 12, 30)],
+        )
+        cursor.close()
+        bound = _bind_mysql(conn.raw, "SELECT " + ", ".join(["%s"] * len(values)), values)
+    assert bound == expected
+
+
 def test_named_parameters_work_on_both_engines(things):
     with things.transaction() as conn:
         assert conn.fetchvalue("SELECT n FROM things WHERE name = %(name)s", {"name": "b"}) == 2

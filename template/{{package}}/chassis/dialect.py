@@ -223,6 +223,11 @@ class Dialect:
         most once per statement; the last value wins."""
         return None
 
+    def last_reported_sql(self) -> str | None:
+        """An expression for the value the last `reported_sql` reported on this connection
+        (earlier in the same batch), or None where there is no such way."""
+        return None
+
     def is_null_refused(self, exc: BaseException, column: str) -> bool:
         """True when `exc` says a statement tried to store NULL in the NOT NULL `column` (an
         assignment that yields NULL is how a statement fails on a condition)."""
@@ -372,6 +377,9 @@ class MySQLDialect(Dialect):
         # (the manual's way to emulate sequences). It also becomes what LAST_INSERT_ID()
         # returns on this connection until the next insert into an AUTO_INCREMENT column.
         return f"LAST_INSERT_ID({expression})"
+
+    def last_reported_sql(self) -> str:
+        return "LAST_INSERT_ID()"
 
     def is_null_refused(self, exc: BaseException, column: str) -> bool:
         # "Column 'state' cannot be null" (refused even outside strict mode: one row).

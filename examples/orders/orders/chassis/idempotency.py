@@ -39,7 +39,7 @@ import json
 import logging
 import random
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +49,6 @@ from flask import Flask, Response, current_app, g, request
 from .db import Connection, Database, Row, utcnow
 from .jsonbody import CANONICAL
 from .problems import Problem
-from .ratelimit import TABLE as RATE_LIMIT_TABLE
 from .ratelimit import Admission, admission, client_id, enforce, request_address
 
 KEY_HEADER = "Idempotency-Key"
@@ -236,7 +235,7 @@ class IdempotencyKeys:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     clock: Callable[[], dt.datetime] = field(default=utcnow)
 
-    _statements: dict[bool | str, str] = field(
+    _statements: dict[str, str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -258,7 +257,7 @@ class IdempotencyKeys:
         request never touches the key); its 429 Problem is raised here.
         """
         now = self.clock()
-        owner = uuid.uuid4().hex
+        owner = secrets.token_hex(16)  # a random claim token
         params: dict[str, Any] = {
             "client": client,
             "key": key,
@@ -271,7 +270,8 @@ class IdempotencyKeys:
         statements = list(admission.statements) if admission is not None else []
         if admission is not None:
             params["bucket"] = admission.bucket
-        statements.append((self._sql(admitted_only=admission is not None), params))
+        source = admission.storage.admitted_sql() if admission is not None else None
+        statements.append((self._sql(source), params))
 
         results = self.db.run_in_transaction(lambda conn: conn.batch(statements, commit=True))
         if admission is not None:
@@ -291,13 +291,14 @@ class IdempotencyKeys:
             client=client, key=key, owner=owner, endpoint=endpoint, fingerprint=fingerprint
         )
 
-    def _sql(self, admitted_only: bool) -> str:
+    def _sql(self, source: str | None) -> str:
         """The claim's INSERT, which leaves an existing row of the key as it is. Where its
         rowcount tells whether it inserted (MySQL) it returns no rows, else (SQLite) it returns
-        the owner it left. With `admitted_only`, it inserts only when the rate limit bucket
-        `%(bucket)s`, counted earlier in the same transaction, admitted the request. Built once
-        per variant: they depend only on the dialect."""
-        if admitted_only not in self._statements:
+        the owner it left. With `source` (the rate limit's `admitted_sql`), it inserts only when
+        the count earlier in the same transaction admitted the request. Built once per source:
+        they depend only on the dialect."""
+        cache_key = source or ""
+        if cache_key not in self._statements:
             # The primary key makes two concurrent claims of one key serialize on that row
             # (InnoDB row lock; SQLite's write lock): one inserts, the other finds the row.
             # Assigning a key column to itself leaves the row as it was: MySQL counts 0 rows.
@@ -313,17 +314,12 @@ class IdempotencyKeys:
                 },
                 ["client", "idempotency_key"],
                 {"client": "client"},
-                source=(
-                    f"FROM {dialect.quote(RATE_LIMIT_TABLE)} "
-                    "WHERE bucket = %(bucket)s AND last_allowed = 1"
-                    if admitted_only
-                    else None
-                ),
+                source=source,
             )
             if not dialect.upsert_reports_change:
                 upsert = f"{upsert} {dialect.returning_sql(['owner'])}"
-            self._statements[admitted_only] = upsert
-        return self._statements[admitted_only]
+            self._statements[cache_key] = upsert
+        return self._statements[cache_key]
 
     def _take_over(self, params: Mapping[str, Any]) -> tuple[bool, Row | None]:
         """Take the key's existing row over when it may be (`reclaimable_at` has passed: the
@@ -420,7 +416,7 @@ class IdempotencyKeys:
         The UPDATE part assigns `state` first: MySQL applies assignments left to right, and the
         condition must see the row as it was.
         """
-        if not self._statements.get("complete"):
+        if "complete" not in self._statements:
             values = {
                 "client": "%(client)s",
                 "idempotency_key": "%(key)s",
@@ -540,9 +536,10 @@ def run_once(
     if rate_limit and counted is None:  # the counters live elsewhere (Redis): count first
         enforce(rate_limit)
     current = request._get_current_object()  # type: ignore[attr-defined]
+    client = client_id(g.get("identity"))
     outcome = keys.claim(
         admission=counted,
-        client=client_scope(client_id(g.get("identity")), request_address(group_ipv6=False)),
+        client=client_scope(client, "" if client else request_address(group_ipv6=False)),
         key=key,
         endpoint=endpoint_name,
         fingerprint=fingerprint(

@@ -152,10 +152,15 @@ class Policy:
     def period_seconds(self) -> int:
         return PERIOD_SECONDS[self.per]
 
-    @property
+    @functools.cached_property
     def header(self) -> str:
         """The RateLimit-Policy field value: quota `q` per window of `w` seconds."""
-        return f"{_sf_string(self.name)};q={self.limit};w={self.period_seconds}"
+        return f"{self.quoted_name};q={self.limit};w={self.period_seconds}"
+
+    @functools.cached_property
+    def quoted_name(self) -> str:
+        """The name as a Structured Field string, as the headers carry it."""
+        return _sf_string(self.name)
 
 
 @dataclass(frozen=True)
@@ -171,10 +176,9 @@ class Decision:
     def headers(self) -> dict[str, str]:
         """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers), and Retry-After
         when the request was refused."""
-        name = _sf_string(self.policy.name)
         headers = {
             "RateLimit-Policy": self.policy.header,
-            "RateLimit": f"{name};r={self.remaining};t={self.reset_seconds}",
+            "RateLimit": f"{self.policy.quoted_name};r={self.remaining};t={self.reset_seconds}",
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)
@@ -233,6 +237,17 @@ class DatabaseStorage:
             "interval": interval,
         }
         return [(self._sql(), params)]
+
+    def admitted_sql(self) -> str:
+        """A `FROM ... WHERE ...` clause selecting one row when the count of `statements`, run
+        just before in the same transaction, admitted the request, and none when it refused: an
+        INSERT ... SELECT later in the batch then writes only for admitted requests. It may use
+        the parameter `%(bucket)s`."""
+        dialect = self.db.dialect
+        reported = dialect.last_reported_sql()
+        if reported is not None:  # the upsert reported tat_us * 2 + last_allowed: no row to read
+            return f"FROM DUAL WHERE MOD({reported}, 2) = 1"
+        return f"FROM {dialect.quote(TABLE)} WHERE bucket = %(bucket)s AND last_allowed = 1"
 
     def decide(self, policy: Policy, now: float, results: Sequence[Result]) -> Decision:
         """The decision from the results of `statements` (the first results of a batch)."""
@@ -463,6 +478,12 @@ def client_id(identity: Any) -> str | None:
     return f"{subject} iss:{issuer}" if issuer else str(subject)
 
 
+def uses_address(policy: Policy, client: str | None) -> bool:
+    """Whether `policy` counts `client`'s requests by the caller's address (see bucket_name):
+    the address is worked out only then."""
+    return policy.key != "client" or not client
+
+
 def bucket_name(policy: Policy, client: str | None, address: str) -> str:
     """`<policy>|<key>`: who the request counts against. Anonymous callers of a `client` policy
     count by address, so a policy never lumps every anonymous caller into one bucket."""
@@ -568,8 +589,10 @@ def enforce(policy_name: str | None, conn: Connection | None = None) -> None:
     client = client_id(g.get("identity"))
     if conn is not None and not limiter.counts_in(current_app.extensions["chassis"].db):
         conn = None  # the counters live elsewhere (Redis): count there, on their own
+    policy = limiter.policies[policy_name]
+    address = request_address() if uses_address(policy, client) else ""
     try:
-        decision = limiter.check(policy_name, client, request_address(), conn)
+        decision = limiter.check(policy_name, client, address, conn)
     except StorageUnavailable:
         raise Problem(
             503,
@@ -608,14 +631,17 @@ class Admission:
 def admission(policy_name: str) -> Admission | None:
     """The current request's count under `policy_name` as an `Admission`, or None when the
     counters do not live in the app's database (count with `enforce` then)."""
-    limiter: RateLimiter = current_app.extensions[EXTENSION]
+    extensions = current_app.extensions
+    limiter: RateLimiter = extensions[EXTENSION]
     storage = limiter.storage
     if not isinstance(storage, DatabaseStorage) or not limiter.counts_in(
-        current_app.extensions["chassis"].db
+        extensions["chassis"].db
     ):
         return None
     policy = limiter.policies[policy_name]
-    bucket = bucket_name(policy, client_id(g.get("identity")), request_address())
+    client = client_id(g.get("identity"))
+    address = request_address() if uses_address(policy, client) else ""
+    bucket = bucket_name(policy, client, address)
     now = limiter.clock()
     return Admission(policy, bucket, now, storage, storage.statements(policy, bucket, now))
 
@@ -659,8 +685,10 @@ def request_address(group_ipv6: bool = True) -> str:
 def _add_headers(response: Response) -> Response:
     decision: Decision | None = g.get("rate_limit")
     if decision is not None:
+        headers = response.headers
         for name, value in decision.headers().items():
-            response.headers.setdefault(name, value)
+            if name not in headers:  # not setdefault: it raises and catches a KeyError each time
+                headers[name] = value
     return response
 
 

@@ -686,8 +686,11 @@ def _add_headers(response: Response) -> Response:
     decision: Decision | None = g.get("rate_limit")
     if decision is not None:
         headers = response.headers
+        # A 429 carries them already. Looked up by hand: Headers' own lookups of a missing
+        # name (`in`, get, setdefault) raise and catch an exception each time.
+        present = {name.lower() for name in headers.keys()}
         for name, value in decision.headers().items():
-            if name not in headers:  # not setdefault: it raises and catches a KeyError each time
+            if name.lower() not in present:
                 headers[name] = value
     return response
 

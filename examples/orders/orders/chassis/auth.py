@@ -679,10 +679,10 @@ class RemoteJwks:
 
 @dataclass(frozen=True)
 class _Verified:
-    """A token that verified: its claims, the key that verified it and where that key is
-    published, and when the entry must be forgotten (time.time())."""
+    """A token that verified: the identity it proves, the key that verified it and where that
+    key is published, and when the entry must be forgotten (time.time())."""
 
-    claims: dict[str, Any]
+    identity: Identity
     source: KeySource
     kid: str | None
     key: VerificationKey
@@ -737,16 +737,17 @@ class Verifier:
 
     def verify(self, token: str) -> Identity:
         """The identity a token proves; InvalidToken says what is wrong with it."""
-        claims = self._remembered(token)
-        if claims is None:
+        known = self._remembered(token)
+        if known is None:
             claims, source, kid, key = self._verify(token)
-            self._remember(token, claims, source, kid, key)
+            known = _identity(claims)  # checked once; the cache keeps what it found
+            self._remember(token, known, source, kid, key)
         # A copy per request: a handler that edits its identity's claims edits only its own.
-        return _identity(copy_json(claims))
+        return Identity(known.subject, known.issuer, known.scopes, copy_json(known.claims))
 
-    def _remembered(self, token: str) -> dict[str, Any] | None:
-        """The claims of `token` if it verified recently, its time is not up and the key that
-        verified it is still published by its issuer; else None (and the entry goes)."""
+    def _remembered(self, token: str) -> Identity | None:
+        """The identity `token` proved if it verified recently, its time is not up and the key
+        that verified it is still published by its issuer; else None (and the entry goes)."""
         with self._verified_lock:
             entry = self._verified.get(token)
             if entry is None:
@@ -758,7 +759,7 @@ class Verifier:
             current = None
         # `is`: key sources build new key objects whenever the published set changes.
         if self.clock() < entry.forget_at and current is entry.key:
-            return entry.claims
+            return entry.identity
         with self._verified_lock:
             self._verified.pop(token, None)
         return None
@@ -766,16 +767,16 @@ class Verifier:
     def _remember(
         self,
         token: str,
-        claims: dict[str, Any],
+        identity: Identity,
         source: KeySource,
         kid: str | None,
         key: VerificationKey,
     ) -> None:
         if self.cache_size <= 0:
             return
-        forget_at = min(float(claims["exp"]), self.clock() + self.cache_seconds)
+        forget_at = min(float(identity.claims["exp"]), self.clock() + self.cache_seconds)
         with self._verified_lock:
-            self._verified[token] = _Verified(claims, source, kid, key, forget_at)
+            self._verified[token] = _Verified(identity, source, kid, key, forget_at)
             self._verified.move_to_end(token)
             while len(self._verified) > self.cache_size:
                 self._verified.popitem(last=False)  # the least recently used

@@ -9,7 +9,7 @@ outbox, in one transaction, on MariaDB/MySQL, served by waitress with the same t
 - chassis: a service generated from the spec below (`python -m benchsvc serve`). Each request
   is authenticated (EdDSA JWT, scope checked), validated against the request schema, counted
   by the rate limit (policy `per_client`, one GCRA upsert) and claims its Idempotency-Key (one
-  upsert), both committed in one round trip; then the handler runs (INSERT + `ctx.publish`,
+  INSERT), both committed in one round trip; then the handler runs (INSERT + `ctx.publish`,
   the CloudEvent validated against the message schema) and its transaction writes the message,
   stores the response for replays and commits in one more round trip. Three round trips in
   all, as on the hand-written side; the request is logged as one JSON access line;

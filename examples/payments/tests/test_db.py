@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 import threading
 import uuid
 
@@ -251,6 +252,31 @@ def test_a_connection_is_reused_by_the_next_transaction_on_the_thread(things):
         first = conn.raw
     with things.transaction() as conn:
         assert conn.raw is first
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(things):
+    """A pre-forking server (Passenger) forks after the parent used the database: the child
+    must not talk over the parent's socket."""
+    with things.transaction() as conn:
+        parent = conn.raw
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report whether it got the parent's connection, then leave
+        try:
+            with things.transaction() as conn:
+                reused = conn.raw is parent
+                conn.fetchvalue("SELECT 1")
+            os.write(write_end, b"reused" if reused else b"own")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as answer:
+        assert answer.read() == b"own"
+    with things.transaction() as conn:
+        assert conn.raw is parent
+        assert conn.fetchvalue("SELECT 1") == 1
 
 
 def test_retry_on_deadlock_runs_the_loser_again(things):

@@ -339,6 +339,19 @@ def _messages(texts: list[str]) -> Iterator[list[str]]:
         yield group
 
 
+# This process's id, kept up to date across fork: pooled connections compare it on every
+# checkout and checkin, which would otherwise cost two system calls per transaction.
+_PID = os.getpid()
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 @dataclass
 class _Pooled:
     """A thread's idle connection and what we know about it."""
@@ -505,7 +518,7 @@ class Database:
     def _checkout(self) -> Any:
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         self._local.pooled = None
-        if pooled is not None and pooled.pid != os.getpid():
+        if pooled is not None and pooled.pid != _PID:
             # Inherited across fork (a pre-forking server): the socket is shared with the
             # parent, so it is abandoned without closing it (closing would end the parent's).
             pooled = None
@@ -518,7 +531,7 @@ class Database:
 
     def _checkin(self, raw: Any, healthy: bool) -> None:
         if healthy:
-            self._local.pooled = _Pooled(raw, os.getpid(), time.monotonic())
+            self._local.pooled = _Pooled(raw, _PID, time.monotonic())
         else:
             self._close_quietly(raw)
 
@@ -526,7 +539,7 @@ class Database:
         """Close this thread's idle connection (other threads' connections close with them)."""
         pooled: _Pooled | None = getattr(self._local, "pooled", None)
         self._local.pooled = None
-        if pooled is not None and pooled.pid == os.getpid():
+        if pooled is not None and pooled.pid == _PID:
             self._close_quietly(pooled.raw)
 
     def _alive(self, raw: Any) -> bool:

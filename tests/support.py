@@ -146,6 +146,32 @@ def shoestring(*args: str, expect: int = 0) -> Any:
     return result
 
 
+def scaffold_service(
+    root: Path,
+    spec: str,
+    handlers: dict[str, str],
+    migrations: dict[str, str],
+    migration_name: str,
+) -> Path:
+    """Generate a service from the spec text `spec` into `root` (`shoestring new`, in a
+    subprocess as a user runs it), write its handlers ({module name: source}) and one app
+    migration per engine ({"mysql": sql, "sqlite": sql}) named `migration_name`. Returns the
+    folder of its handlers."""
+    from conftest import run_shoestring
+
+    spec_file = root.parent / f"{root.name}.yaml"
+    spec_file.write_text(spec)
+    run_shoestring("new", str(spec_file), "-o", str(root))
+    handlers_dir = next(path.parent for path in root.glob("*/handlers/__init__.py"))
+    for name, source in handlers.items():
+        (handlers_dir / f"{name}.py").write_text(source)
+    for engine, sql in migrations.items():
+        folder = root / "migrations" / engine
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / migration_name).write_text(sql)
+    return handlers_dir
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every file below `root` by its relative path, with its bytes."""
     return {

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import run_shoestring
-from support import free_port, start_server, stop_server
+from support import free_port, scaffold_service, start_server, stop_server
 
 SPEC = """\
 shoestring: 1
@@ -84,18 +83,18 @@ def database_url(request, tmp_path: Path) -> str:
 
 
 def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database_url: str):
-    spec = tmp_path / "mailer.yaml"
-    spec.write_text(SPEC)
     root = tmp_path / "mailer"
-    run_shoestring("new", str(spec), "-o", str(root))
-    handlers = root / "mailer" / "handlers"
-    (handlers / "request_receipt.py").write_text(ENDPOINT)
-    job_module = handlers / "on_receipt_requested_v1.py"
-    assert job_module.exists()  # generated as the subscriber of the local message
-    job_module.write_text(JOB)
-    for engine in ("mysql", "sqlite"):
-        (root / "migrations" / engine).mkdir(parents=True, exist_ok=True)
-        (root / "migrations" / engine / "0001_mailed.sql").write_text(MAILED_SQL)
+    job_module = "on_receipt_requested_v1"
+    handlers = scaffold_service(
+        root,
+        SPEC,
+        {"request_receipt": ENDPOINT},
+        {"mysql": MAILED_SQL, "sqlite": MAILED_SQL},
+        "0001_mailed.sql",
+    )
+    # Generated as the subscriber of the local message; the test's job replaces the stub.
+    assert (handlers / f"{job_module}.py").exists()
+    (handlers / f"{job_module}.py").write_text(JOB)
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
 
     def cli(*args: str) -> str:

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import _connect, database_url, run_shoestring
-from support import free_port
+from conftest import _connect, database_url
+from support import free_port, scaffold_service
 
 pytestmark = [pytest.mark.slow]
 
@@ -227,17 +227,10 @@ def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30) -> 
 
 
 def generate(root: Path, database_url: str, dialect: str) -> Service:
-    spec = root.parent / f"{root.name}.yaml"
-    spec.write_text(SPEC)
-    run_shoestring("new", str(spec), "-o", str(root))
-    handlers = root / "ledger" / "handlers"
-    (handlers / "create_entry.py").write_text(CREATE_ENTRY)
-    for name in ("ping", "pong", "tick", "whoami"):
-        (handlers / f"{name}.py").write_text(ANSWER)
-    for engine, sql in MIGRATIONS.items():
-        folder = root / "migrations" / engine
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "0001_entries.sql").write_text(sql)
+    answers = {name: ANSWER for name in ("ping", "pong", "tick", "whoami")}
+    scaffold_service(
+        root, SPEC, {"create_entry": CREATE_ENTRY, **answers}, MIGRATIONS, "0001_entries.sql"
+    )
     service = Service(root=root, database_url=database_url)
     subprocess.run(
         [sys.executable, "-m", "ledger", "migrate"],

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import _connect, run_shoestring
-from support import free_port
+from conftest import _connect
+from support import free_port, scaffold_service
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 
@@ -188,17 +188,14 @@ class Notes:
 @pytest.fixture(scope="module")
 def notes(tmp_path_factory: pytest.TempPathFactory, mysql_url: str) -> Iterator[Notes]:
     folder = tmp_path_factory.mktemp("strict")
-    spec = folder / "notes.yaml"
-    spec.write_text(SPEC)
     root = folder / "notes"
-    run_shoestring("new", str(spec), "-o", str(root))
-    handlers = root / "notes" / "handlers"
-    (handlers / "create_note.py").write_text(CREATE_NOTE)
-    (handlers / "get_note.py").write_text(GET_NOTE)
-    (handlers / "create_label.py").write_text(CREATE_LABEL)
-    for engine, sql in MIGRATIONS.items():
-        (root / "migrations" / engine).mkdir(parents=True, exist_ok=True)
-        (root / "migrations" / engine / "0001_notes.sql").write_text(sql)
+    scaffold_service(
+        root,
+        SPEC,
+        {"create_note": CREATE_NOTE, "get_note": GET_NOTE, "create_label": CREATE_LABEL},
+        MIGRATIONS,
+        "0001_notes.sql",
+    )
 
     name = f"ss_strict_{os.getpid()}_{int(time.time())}"
     server = _connect(mysql_url)

@@ -50,10 +50,16 @@ class NewService:
 
 
 def find_template() -> Path | None:
-    """The checkout this package runs from, when it holds the template (an editable install)."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "copier.yml").is_file() and (checkout / "template").is_dir():
-        return checkout
+    """The template this installation carries: its checkout's, else the one inside the package.
+
+    An editable install runs from a checkout, whose copier.yml and template/ are the template
+    (uncommitted edits included). An installed wheel carries a copy of both as `_template/`
+    (setup.py puts it there).
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parents[1], package / "_template"):
+        if (candidate / "copier.yml").is_file() and (candidate / "template").is_dir():
+            return candidate
     return None
 
 
@@ -109,8 +115,9 @@ def _default_template() -> str:
     found = find_template()
     if found is None:
         raise NewServiceError(
-            "no template next to this installation of shoestring: pass --template with a "
-            "checkout of the shoestring repository or its git URL"
+            "this installation of shoestring carries no template (it was installed without "
+            "its package data): reinstall it, or pass --template with a checkout of the "
+            "shoestring repository or its git URL"
         )
     return str(found)
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Refresh the lock files from the ranges they are resolved from:
+#   requirements-test.txt            this repository's tests and tools (pyproject.toml [test])
+#   template/requirements.txt        what every generated service runs in production
+#   template/requirements-dev.txt    what a generated service's tests and linting add
+# Each lock is universal: one file for Python 3.10 to 3.13 and every platform, with markers.
+# Needs uv (`pip install uv`). Afterwards: run the suite, regenerate the examples
+# (scripts/regenerate_examples.py) and commit the locks with them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+compile() { uv pip compile --quiet --universal --python-version 3.10 "$@"; }
+
+compile pyproject.toml --extra test -o requirements-test.txt \
+  --custom-compile-command "scripts/refresh_locks.sh"
+cd template
+compile requirements.in -o requirements.txt \
+  --custom-compile-command "uv pip compile requirements.in --universal --python-version 3.10 -o requirements.txt"
+compile requirements-dev.in -c requirements.txt -o requirements-dev.txt \
+  --custom-compile-command "uv pip compile requirements-dev.in --universal --python-version 3.10 -c requirements.txt -o requirements-dev.txt"

@@ -1,0 +1,112 @@
+"""Installs as users make them: from locks, into empty virtualenvs, on every supported Python.
+
+- shoestring installed from a built wheel (not a checkout) creates a service: the template
+  ships inside the distribution.
+- A generated service installs from its own lock and passes its own suite on the oldest and the
+  newest supported Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "orders"
+# The oldest and the newest Python a service supports, as pyenv names them.
+PYTHONS = ("3.10.13", "3.13.0")
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
+    assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def interpreter(version: str) -> str:
+    """The path of pyenv's Python `version`; a failure in CI when it is missing."""
+    minor = ".".join(version.split(".")[:2])
+    done = subprocess.run(
+        [f"python{minor}", "-c", "import sys; print(sys.executable)"],
+        env={**os.environ, "PYENV_VERSION": version},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        message = f"Python {version} is not installed (pyenv install {version}): {done.stderr}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return done.stdout.strip()
+
+
+def virtualenv(python: str, where: Path) -> Path:
+    run([python, "-m", "venv", str(where)])
+    return where / "bin"
+
+
+def test_a_wheel_installed_in_an_empty_virtualenv_creates_a_service(tmp_path: Path):
+    dist = tmp_path / "dist"
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist)]
+        + [str(REPO)],
+        cwd=tmp_path,
+    )
+    (wheel,) = dist.glob("shoestring-*.whl")
+    bin_dir = virtualenv(sys.executable, tmp_path / "venv")
+    # Its dependencies at the versions of this repository's lock, never a fresh resolution.
+    run(
+        [str(bin_dir / "pip"), "install", "-q", "-c", str(REPO / "requirements-test.txt")]
+        + [str(wheel)],
+        cwd=tmp_path,
+    )
+
+    # Run from a folder with no checkout around it: the template can only come from the wheel.
+    service = tmp_path / "work" / "orders"
+    service.parent.mkdir()
+    spec = service.parent / "service.yaml"
+    shutil.copy(EXAMPLE / "service.yaml", spec)
+    run([str(bin_dir / "shoestring"), "new", str(spec), "-o", str(service)], cwd=service.parent)
+
+    made = sorted(
+        path.relative_to(service).as_posix() for path in service.rglob("*") if path.is_file()
+    )
+    listed = run(["git", "ls-files", "-z", "."], cwd=EXAMPLE).stdout
+    committed = sorted(name for name in listed.split("\0") if name)
+    assert made == committed
+    for name in made:
+        if name != ".copier-answers.yml":  # records where the template came from
+            assert (service / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
+    run([str(bin_dir / "shoestring"), "generate", "--check", str(service)], cwd=service)
+
+
+@pytest.mark.parametrize("version", PYTHONS)
+def test_the_example_service_installs_from_its_lock_and_passes_its_suite(
+    version: str, tmp_path: Path
+):
+    python = interpreter(version)
+    service = tmp_path / "orders"
+    shutil.copytree(EXAMPLE, service, ignore=shutil.ignore_patterns("__pycache__", "var"))
+    bin_dir = virtualenv(python, tmp_path / "venv")
+    run([str(bin_dir / "pip"), "install", "-q", "-r", "requirements-dev.txt"], cwd=service)
+
+    env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=service,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary, summary

@@ -34,6 +34,16 @@ from typing import Any
 
 from .spec import LoadResult, load_spec_text
 from .spec.checks import route_shape
+from .spec.compatibility import (
+    EXACT,
+    LOWER,
+    UPPER,
+    accepts_type,
+    json_types,
+    narrowed,
+    split_null,
+    type_text,
+)
 from .spec.document import Node, locate
 from .spec.positions import ITEMS, field_path
 
@@ -229,14 +239,9 @@ _FIELD_RULES: dict[str, dict[str, str | None]] = {
 # Keywords that only describe; they never change what a schema accepts.
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "deprecated",
                           "$comment", "readOnly", "writeOnly"})
-# Upper and lower bounds: a lower upper bound, or a higher lower bound, accepts less.
-_UPPER = ("maxLength", "maximum", "exclusiveMaximum", "maxItems", "maxProperties")
-_LOWER = ("minLength", "minimum", "exclusiveMinimum", "minItems", "minProperties")
-# Keywords that accept less whenever they appear or change.
-_EXACT = ("pattern", "multipleOf", "const")
 # Keywords compared here one by one; any other keyword is compared as a whole.
 _UNDERSTOOD = frozenset({"type", "enum", "format", "properties", "required", "items",
-                         "additionalProperties", "uniqueItems", *_UPPER, *_LOWER, *_EXACT,
+                         "additionalProperties", "uniqueItems", *UPPER, *LOWER, *EXACT,
                          *_ANNOTATIONS})
 
 
@@ -252,48 +257,6 @@ class _Where:
     fix: str  # how to make this kind of change without breaking anyone
 
 
-def split_null(schema: Any) -> tuple[dict[str, Any], bool]:
-    """A field's schema without its null option, and whether null (optional) was allowed."""
-    if not isinstance(schema, dict):
-        return {}, False
-    options = schema.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        core = next(option for option in options if option != {"type": "null"})
-        rest = {key: value for key, value in schema.items() if key != "anyOf"}
-        return {**(core if isinstance(core, dict) else {}), **rest}, True
-    kind = schema.get("type")
-    if isinstance(kind, list) and "null" in kind:
-        core = dict(schema)
-        others = [name for name in kind if name != "null"]
-        core["type"] = others[0] if len(others) == 1 else others
-        if isinstance(core.get("enum"), list):
-            core["enum"] = [value for value in core["enum"] if value is not None]
-        return core, True
-    return schema, False
-
-
-def json_types(schema: Mapping[str, Any]) -> set[str]:
-    """The JSON types a schema names; "number" brings "integer" along (every integer is one)."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        found = {kind}
-    elif isinstance(kind, list):
-        found = set(kind)
-    else:
-        return set()
-    if "number" in found:
-        found.add("integer")  # every integer is a number
-    return found
-
-
-def accepts_type(wide: Mapping[str, Any], narrow: Mapping[str, Any]) -> bool:
-    """True when every value of `narrow`'s type and format is of `wide`'s type and format."""
-    wide_types, narrow_types = json_types(wide), json_types(narrow)
-    if wide_types and not (narrow_types and narrow_types <= wide_types):
-        return False
-    return wide.get("format") in (None, narrow.get("format"))
-
-
 def _opaque(schema: Mapping[str, Any]) -> str:
     """The keywords this module does not reason about, as canonical JSON."""
     rest = {key: value for key, value in schema.items()
@@ -304,31 +267,6 @@ def _opaque(schema: Mapping[str, Any]) -> str:
     if isinstance(schema.get("additionalProperties"), dict):
         rest["additionalProperties"] = schema["additionalProperties"]
     return json.dumps(rest, sort_keys=True)
-
-
-def narrowed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(keyword, how) for each constraint of `new` that accepts less than `old`'s."""
-    found: list[tuple[str, str]] = []
-    for keyword in _UPPER:
-        if keyword in new and (keyword not in old or new[keyword] < old[keyword]):
-            was = f" from {old[keyword]}" if keyword in old else ""
-            found.append((keyword, f"{keyword} lowered to {new[keyword]}{was}"))
-    for keyword in _LOWER:
-        if keyword in new and (keyword not in old or new[keyword] > old[keyword]):
-            was = f" from {old[keyword]}" if keyword in old else ""
-            found.append((keyword, f"{keyword} raised to {new[keyword]}{was}"))
-    for keyword in _EXACT:
-        if keyword in new and new[keyword] != old.get(keyword):
-            verb = "changed" if keyword in old else "added"
-            found.append((keyword, f"{keyword} {verb} to {json.dumps(new[keyword])}"))
-    if new.get("uniqueItems") is True and old.get("uniqueItems") is not True:
-        found.append(("uniqueItems", "uniqueItems added"))
-    if new.get("additionalProperties") is False and old.get("additionalProperties") is not False:
-        found.append(("additionalProperties", "additionalProperties set to false"))
-    if isinstance(new.get("enum"), list) and not isinstance(old.get("enum"), list):
-        values = ", ".join(str(value) for value in new["enum"])
-        found.append(("enum", f"limited to the values {values}"))
-    return found
 
 
 # -- the comparison -------------------------------------------------------------------------------
@@ -661,16 +599,6 @@ def _without(schema: Any, fields: Iterable[str]) -> dict[str, Any]:
 
 def _show(steps: list[str]) -> str:
     return ".".join(steps).replace(f".{ITEMS}", ITEMS)
-
-
-def type_text(schema: Mapping[str, Any]) -> str:
-    kind = schema.get("type")
-    text = "/".join(kind) if isinstance(kind, list) else str(kind or "any")
-    if schema.get("format"):
-        text += f" ({schema['format']})"
-    if kind == "array" and isinstance(schema.get("items"), dict):
-        text = f"list of {type_text(schema['items'])}"
-    return text
 
 
 # -- loading the old spec -------------------------------------------------------------------------

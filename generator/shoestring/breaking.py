@@ -133,14 +133,26 @@ class Location:
 
 
 @dataclass(frozen=True)
+class RemovedField:
+    """A field a published message version no longer has: `steps` from its fields mapping
+    (property names and `ITEMS`), for the tools that look for what still uses it."""
+
+    message: str
+    version: int
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Finding:
-    """One breaking change: the rule, what changed, where, and how to do it compatibly."""
+    """One breaking change: the rule, what changed, where, and how to do it compatibly.
+    `removed` names the field when the change removed one from a published message."""
 
     rule: str
     message: str
     fix: str
     location: Location
     old_location: Location | None = None
+    removed: RemovedField | None = field(default=None, compare=False)
 
     @property
     def group(self) -> str:
@@ -255,6 +267,7 @@ class _Where:
     new_base: list[str | int]
     old_base: list[str | int]
     fix: str  # how to make this kind of change without breaking anyone
+    message: tuple[str, int] | None = None  # (type, version) of a published message's schema
 
 
 def _opaque(schema: Mapping[str, Any]) -> str:
@@ -287,12 +300,13 @@ class _Comparison:
         old_path: list[str | int] | None = None,
         *,
         at_key: bool = False,
+        removed: RemovedField | None = None,
     ) -> None:
         location = self.new.at(new_path, at_key=at_key)
         old_location = None
         if old_path is not None and self.old.root is not None:
             old_location = self.old.at(old_path, at_key=at_key)
-        self.findings.append(Finding(rule, message, fix, location, old_location))
+        self.findings.append(Finding(rule, message, fix, location, old_location, removed))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -335,7 +349,8 @@ class _Comparison:
                 fix = (f"add version {latest + 1} with this change and keep version {version} "
                        f"as it was; `publish_also: [{version}]` on version {latest + 1} keeps "
                        f"version {version} flowing while consumers move")
-                where = _Where(MESSAGE, f"message '{name}' v{version}", base, base, fix)
+                where = _Where(MESSAGE, f"message '{name}' v{version}", base, base, fix,
+                               (name, int(version)))
                 self.schema(where, old_message["versions"][version].get("schema"),
                             new_versions[version].get("schema"), [])
 
@@ -476,7 +491,9 @@ class _Comparison:
         if removed:
             # The field is gone: point at its parent in the new spec.
             new_path = field_path(self.new.root, where.new_base, steps[:-1])
-            self.add(rule, message, fix or where.fix, new_path, old_path, at_key=True)
+            gone = RemovedField(*where.message, tuple(steps)) if where.message else None
+            self.add(rule, message, fix or where.fix, new_path, old_path, at_key=True,
+                     removed=gone)
             return
         new_path = field_path(self.new.root, where.new_base, steps, keyword)
         self.add(rule, message, fix or where.fix, new_path,

@@ -36,18 +36,27 @@ def run(root: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
     }
     try:
         return subprocess.run(
-            [sys.executable, "-m", "orders", *args], cwd=root, env=env, capture_output=True,
-            text=True, timeout=60, check=False,
+            [sys.executable, "-m", "orders", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:  # `serve` that started serves until killed
         raise AssertionError(f"`orders {' '.join(args)}` did not refuse to start") from exc
 
 
-@pytest.mark.parametrize("command", [
-    ["serve", "--port", str(free_port())],
-    ["worker", "--max-seconds", "1"],
-    ["token", "--scope", "orders:write"],
-], ids=["serve", "worker", "token"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--port", str(free_port())],
+        ["worker", "--max-seconds", "1"],
+        ["token", "--scope", "orders:write"],
+    ],
+    ids=["serve", "worker", "token"],
+)
 def test_a_service_issuer_other_than_the_name_is_refused_at_start_up(
     orders: Path, command: list[str]
 ) -> None:

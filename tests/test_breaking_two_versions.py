@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 from shoestring.cli import main
 from shoestring.converters import Conversion, conversions, converter_stub
 from shoestring.spec import load_spec_text
@@ -158,3 +160,75 @@ def test_dropping_publish_also_removes_the_untouched_converter(tmp_path: Path) -
     assert "remove  shop/handlers/order_created_v2_to_v1.py" in result.stdout
     assert "CONVERTERS: dict[tuple[str, int, int], Converter] = {}" in (
         root / "shop/_generated/converters.py").read_text()
+
+
+# -- a breaking change the converter does not know about --------------------------------------
+
+
+def converter_after(root: Path, change, *options: str, expect: int = 0):
+    """Generate SPEC in `root`, edit the converter as a user would (a comment and a docstring
+    naming every field), then generate the spec `change` returns with `options`."""
+    (root / "service.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    generate(root)
+    stub = root / "shop/handlers/order_created_v2_to_v1.py"
+    text = stub.read_text().replace(
+        "def convert(data: dict[str, Any]) -> dict[str, Any]:\n",
+        "def convert(data: dict[str, Any]) -> dict[str, Any]:\n"
+        '    """Copies order_id and amount_cents; amount_cents is in cents."""\n'
+        "    # amount_cents and currency: see the payments team's notes\n", 1)
+    stub.write_text(text)
+    spec = copy.deepcopy(SPEC)
+    change(spec["messages"]["order.created"]["versions"])
+    (root / "service.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return generate(root, *options, expect=expect), text
+
+
+def test_allowing_a_field_removed_from_the_old_version_names_the_converter_still_copying_it(
+    tmp_path: Path,
+) -> None:
+    def drop(versions: dict) -> None:
+        del versions[1]["fields"]["amount_cents"]
+
+    result, text = converter_after(tmp_path, drop, "--allow-breaking", "v1 readers moved")
+    line = next(number for number, content in enumerate(text.splitlines(), 1)
+                if content.startswith("SAME_FIELDS"))
+    col = text.splitlines()[line - 1].index('"amount_cents"') + 1
+    warnings = [text for text in result.stderr.splitlines() if "warning:" in text]
+    assert warnings == [(
+        f"shop/handlers/order_created_v2_to_v1.py:{line}:{col}: warning: still refers to field "
+        "'amount_cents', which order.created v1 no longer has: every publish of v2 also "
+        "publishes v1 through convert(), and v1's schema refuses what it no longer declares — "
+        "stop copying 'amount_cents' into v1 (take it out of SAME_FIELDS, or build "
+        "'amount_cents' as v1 now declares it)"
+    )]
+    assert "FIELD_REMOVED" in result.stderr
+    # What the warning is about: the converter's output no longer fits v1.
+    namespace: dict[str, Any] = {}
+    exec(compile(text, "order_created_v2_to_v1.py", "exec"), namespace)  # noqa: S102
+    v1 = json.loads((tmp_path / "shop/_generated/schemas/messages/order.created.v1.json")
+                    .read_text())
+    converted = namespace["convert"]({"order_id": "00000000-0000-4000-8000-000000000000",
+                                      "amount_cents": 5, "currency": "EUR"})
+    assert list(Draft202012Validator(v1).iter_errors(converted))
+
+
+def test_a_refused_removal_names_the_converter_too(tmp_path: Path) -> None:
+    def drop(versions: dict) -> None:
+        del versions[2]["fields"]["amount_cents"]
+
+    result, _ = converter_after(tmp_path, drop, expect=1)
+    assert "refusing to generate" in result.stderr
+    [warning] = [text for text in result.stderr.splitlines() if "warning:" in text]
+    assert warning.startswith("shop/handlers/order_created_v2_to_v1.py:")
+    assert ("still refers to field 'amount_cents', which order.created v2 no longer has: "
+            "convert() receives v2 data without it — build what v1 needs from the fields v2 "
+            "still has") in warning
+
+
+def test_a_removed_field_the_converter_never_names_gives_no_warning(tmp_path: Path) -> None:
+    def drop(versions: dict) -> None:
+        del versions[2]["fields"]["currency"]  # named only in a comment of the converter
+
+    result, _ = converter_after(tmp_path, drop, "--allow-breaking", "nobody read currency")
+    assert "FIELD_REMOVED" in result.stderr
+    assert "warning:" not in result.stderr

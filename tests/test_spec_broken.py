@@ -110,6 +110,16 @@ EXPECTED: dict[str, tuple[int, int, str, str, int]] = {
                                   "at least 60", 1),
     "peer_env_duplicate.yaml": (5, 23, "both read their URL from PEER_URL", "SHIPPING_URL", 1),
     "peer_env_reserved.yaml": (4, 23, "reads its URL from DATABASE_URL", "PAYMENTS_URL", 1),
+    "local_job_field_type.yaml": (16, 7, ("the subscription to 'receipt.requested' v1 from "
+                                  "mailer itself reads what mailer publishes: field 'order_id' "
+                                  "is read as integer but published as string (uuid)"),
+                                  "version 1 declares it at line 9", 1),
+    "local_job_date_for_datetime.yaml": (16, 7, ("field 'due' is read as string (date) but "
+                                         "published as string (date-time)"),
+                                         "declare it as the sender does", 1),
+    "local_job_extra_required_field.yaml": (12, 31, ("v1 from mailer itself reads what mailer "
+                                            "publishes: it requires field 'email', which is not "
+                                            "published"), "declare it optional", 1),
     "empty.yaml": (1, 1, "the spec is empty", "shoestring: 1", 1),
     "only_comments.yaml": (1, 1, "the spec is empty", "shoestring: 1", 1),
     "root_list.yaml": (1, 1, "must be a mapping of keys", "shoestring: 1", 1),

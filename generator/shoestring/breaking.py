@@ -34,6 +34,16 @@ from typing import Any
 
 from .spec import LoadResult, load_spec_text
 from .spec.checks import route_shape
+from .spec.compatibility import (
+    EXACT,
+    LOWER,
+    UPPER,
+    accepts_type,
+    json_types,
+    narrowed,
+    split_null,
+    type_text,
+)
 from .spec.document import Node, locate
 from .spec.positions import ITEMS, field_path
 
@@ -123,14 +133,26 @@ class Location:
 
 
 @dataclass(frozen=True)
+class RemovedField:
+    """A field a published message version no longer has: `steps` from its fields mapping
+    (property names and `ITEMS`), for the tools that look for what still uses it."""
+
+    message: str
+    version: int
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Finding:
-    """One breaking change: the rule, what changed, where, and how to do it compatibly."""
+    """One breaking change: the rule, what changed, where, and how to do it compatibly.
+    `removed` names the field when the change removed one from a published message."""
 
     rule: str
     message: str
     fix: str
     location: Location
     old_location: Location | None = None
+    removed: RemovedField | None = field(default=None, compare=False)
 
     @property
     def group(self) -> str:
@@ -229,14 +251,9 @@ _FIELD_RULES: dict[str, dict[str, str | None]] = {
 # Keywords that only describe; they never change what a schema accepts.
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "deprecated",
                           "$comment", "readOnly", "writeOnly"})
-# Upper and lower bounds: a lower upper bound, or a higher lower bound, accepts less.
-_UPPER = ("maxLength", "maximum", "exclusiveMaximum", "maxItems", "maxProperties")
-_LOWER = ("minLength", "minimum", "exclusiveMinimum", "minItems", "minProperties")
-# Keywords that accept less whenever they appear or change.
-_EXACT = ("pattern", "multipleOf", "const")
 # Keywords compared here one by one; any other keyword is compared as a whole.
 _UNDERSTOOD = frozenset({"type", "enum", "format", "properties", "required", "items",
-                         "additionalProperties", "uniqueItems", *_UPPER, *_LOWER, *_EXACT,
+                         "additionalProperties", "uniqueItems", *UPPER, *LOWER, *EXACT,
                          *_ANNOTATIONS})
 
 
@@ -250,48 +267,7 @@ class _Where:
     new_base: list[str | int]
     old_base: list[str | int]
     fix: str  # how to make this kind of change without breaking anyone
-
-
-def split_null(schema: Any) -> tuple[dict[str, Any], bool]:
-    """A field's schema without its null option, and whether null (optional) was allowed."""
-    if not isinstance(schema, dict):
-        return {}, False
-    options = schema.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        core = next(option for option in options if option != {"type": "null"})
-        rest = {key: value for key, value in schema.items() if key != "anyOf"}
-        return {**(core if isinstance(core, dict) else {}), **rest}, True
-    kind = schema.get("type")
-    if isinstance(kind, list) and "null" in kind:
-        core = dict(schema)
-        others = [name for name in kind if name != "null"]
-        core["type"] = others[0] if len(others) == 1 else others
-        if isinstance(core.get("enum"), list):
-            core["enum"] = [value for value in core["enum"] if value is not None]
-        return core, True
-    return schema, False
-
-
-def json_types(schema: Mapping[str, Any]) -> set[str]:
-    """The JSON types a schema names; "number" brings "integer" along (every integer is one)."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        found = {kind}
-    elif isinstance(kind, list):
-        found = set(kind)
-    else:
-        return set()
-    if "number" in found:
-        found.add("integer")  # every integer is a number
-    return found
-
-
-def accepts_type(wide: Mapping[str, Any], narrow: Mapping[str, Any]) -> bool:
-    """True when every value of `narrow`'s type and format is of `wide`'s type and format."""
-    wide_types, narrow_types = json_types(wide), json_types(narrow)
-    if wide_types and not (narrow_types and narrow_types <= wide_types):
-        return False
-    return wide.get("format") in (None, narrow.get("format"))
+    message: tuple[str, int] | None = None  # (type, version) of a published message's schema
 
 
 def _opaque(schema: Mapping[str, Any]) -> str:
@@ -304,31 +280,6 @@ def _opaque(schema: Mapping[str, Any]) -> str:
     if isinstance(schema.get("additionalProperties"), dict):
         rest["additionalProperties"] = schema["additionalProperties"]
     return json.dumps(rest, sort_keys=True)
-
-
-def narrowed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(keyword, how) for each constraint of `new` that accepts less than `old`'s."""
-    found: list[tuple[str, str]] = []
-    for keyword in _UPPER:
-        if keyword in new and (keyword not in old or new[keyword] < old[keyword]):
-            was = f" from {old[keyword]}" if keyword in old else ""
-            found.append((keyword, f"{keyword} lowered to {new[keyword]}{was}"))
-    for keyword in _LOWER:
-        if keyword in new and (keyword not in old or new[keyword] > old[keyword]):
-            was = f" from {old[keyword]}" if keyword in old else ""
-            found.append((keyword, f"{keyword} raised to {new[keyword]}{was}"))
-    for keyword in _EXACT:
-        if keyword in new and new[keyword] != old.get(keyword):
-            verb = "changed" if keyword in old else "added"
-            found.append((keyword, f"{keyword} {verb} to {json.dumps(new[keyword])}"))
-    if new.get("uniqueItems") is True and old.get("uniqueItems") is not True:
-        found.append(("uniqueItems", "uniqueItems added"))
-    if new.get("additionalProperties") is False and old.get("additionalProperties") is not False:
-        found.append(("additionalProperties", "additionalProperties set to false"))
-    if isinstance(new.get("enum"), list) and not isinstance(old.get("enum"), list):
-        values = ", ".join(str(value) for value in new["enum"])
-        found.append(("enum", f"limited to the values {values}"))
-    return found
 
 
 # -- the comparison -------------------------------------------------------------------------------
@@ -349,12 +300,13 @@ class _Comparison:
         old_path: list[str | int] | None = None,
         *,
         at_key: bool = False,
+        removed: RemovedField | None = None,
     ) -> None:
         location = self.new.at(new_path, at_key=at_key)
         old_location = None
         if old_path is not None and self.old.root is not None:
             old_location = self.old.at(old_path, at_key=at_key)
-        self.findings.append(Finding(rule, message, fix, location, old_location))
+        self.findings.append(Finding(rule, message, fix, location, old_location, removed))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -397,7 +349,8 @@ class _Comparison:
                 fix = (f"add version {latest + 1} with this change and keep version {version} "
                        f"as it was; `publish_also: [{version}]` on version {latest + 1} keeps "
                        f"version {version} flowing while consumers move")
-                where = _Where(MESSAGE, f"message '{name}' v{version}", base, base, fix)
+                where = _Where(MESSAGE, f"message '{name}' v{version}", base, base, fix,
+                               (name, int(version)))
                 self.schema(where, old_message["versions"][version].get("schema"),
                             new_versions[version].get("schema"), [])
 
@@ -538,7 +491,9 @@ class _Comparison:
         if removed:
             # The field is gone: point at its parent in the new spec.
             new_path = field_path(self.new.root, where.new_base, steps[:-1])
-            self.add(rule, message, fix or where.fix, new_path, old_path, at_key=True)
+            gone = RemovedField(*where.message, tuple(steps)) if where.message else None
+            self.add(rule, message, fix or where.fix, new_path, old_path, at_key=True,
+                     removed=gone)
             return
         new_path = field_path(self.new.root, where.new_base, steps, keyword)
         self.add(rule, message, fix or where.fix, new_path,
@@ -661,16 +616,6 @@ def _without(schema: Any, fields: Iterable[str]) -> dict[str, Any]:
 
 def _show(steps: list[str]) -> str:
     return ".".join(steps).replace(f".{ITEMS}", ITEMS)
-
-
-def type_text(schema: Mapping[str, Any]) -> str:
-    kind = schema.get("type")
-    text = "/".join(kind) if isinstance(kind, list) else str(kind or "any")
-    if schema.get("format"):
-        text += f" ({schema['format']})"
-    if kind == "array" and isinstance(schema.get("items"), dict):
-        text = f"list of {type_text(schema['items'])}"
-    return text
 
 
 # -- loading the old spec -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .breaking import (
     load_baseline,
     since_accepted,
 )
+from .converters import stale_references
 from .generate import GenerateError, Plan, apply_plan, plan_generation
 from .graph import mermaid, svg
 from .manifest import MANIFEST_PATH, ManifestError, load_manifest
@@ -248,6 +249,10 @@ def _breaking_since_accepted(
         return None
     for finding in findings:
         click.echo(finding.format(), err=True)
+    # The user's converters are not regenerated: say which still use a removed field.
+    if result.spec is not None:
+        for problem in stale_references(directory, result.spec, findings):
+            click.echo(problem.format(), err=True)
     count = f"{len(findings)} breaking change{'s' if len(findings) != 1 else ''}"
     if writes_nothing:
         click.echo(f"{count} since the spec accepted last; generating needs --allow-breaking",

@@ -21,14 +21,19 @@ conversion, naming the fields it cannot fill, so a publish never sends made-up d
 
 from __future__ import annotations
 
+import ast
 import json
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .breaking import Finding
 from .literal import WIDTH, Code, flat, layout
-from .spec import converter_name
+from .spec import Problem, converter_name
+from .spec.positions import ITEMS
+from .spec.problems import WARNING
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,71 @@ def converter_stub(spec: Mapping[str, Any], conversion: Conversion) -> bytes:
     text = "\n".join([docstring, "", "from typing import Any", "", fields, "", "",
                       *body]) + "\n"
     return text.encode("utf-8")
+
+
+def stale_references(root: Path, spec: Mapping[str, Any],
+                     findings: Iterable[Finding]) -> list[Problem]:
+    """Warnings for the user's converter modules that still name a field a breaking change
+    removed from a version they convert from or to.
+
+    A converter written for the old versions keeps copying the field (the stub's SAME_FIELDS,
+    or the user's own code): copied into a version that lost it, every publish of the newer
+    version fails that version's schema; read from a version that lost it, it is missing. The
+    module is parsed, and a reference is the field's name as a string constant (a SAME_FIELDS
+    item, a subscript, a dict key, a `.get` argument): comments and docstrings do not count.
+    For a nested field, the top-level field that holds it is what a converter copies.
+    """
+    package = spec["service"]["package"]
+    planned = conversions(spec)
+    found: list[Problem] = []
+    for finding in findings:
+        gone = finding.removed
+        if gone is None:
+            continue
+        name = gone.steps[0]
+        shown = ".".join(gone.steps).replace(f".{ITEMS}", ITEMS)
+        for conversion in planned:
+            if conversion.message != gone.message or \
+                    gone.version not in (conversion.source, conversion.target):
+                continue
+            relative = f"{package}/handlers/{conversion.module}.py"
+            for line, col in _string_constants(root / relative, name):
+                found.append(_stale(relative, line, col, conversion, gone.version, name, shown))
+    return sorted(found, key=lambda problem: (problem.file, problem.line, problem.col))
+
+
+def _stale(relative: str, line: int, col: int, conversion: Conversion, version: int,
+           name: str, shown: str) -> Problem:
+    message, new, old = conversion.message, conversion.source, conversion.target
+    what = f"field '{name}'" if name == shown else f"field '{name}' (holding '{shown}')"
+    if version == old:
+        text = (f"still refers to {what}, which {message} v{old} no longer has: every "
+                f"publish of v{new} also publishes v{old} through convert(), and v{old}'s schema "
+                "refuses what it no longer declares")
+        hint = (f"stop copying '{name}' into v{old} (take it out of SAME_FIELDS, or build "
+                f"'{name}' as v{old} now declares it)")
+    else:
+        text = (f"still refers to {what}, which {message} v{new} no longer has: convert() "
+                f"receives v{new} data without it")
+        hint = f"build what v{old} needs from the fields v{new} still has"
+    return Problem(relative, line, col, text, hint, "stale-reference", WARNING)
+
+
+def _string_constants(path: Path, value: str) -> Iterator[tuple[int, int]]:
+    """(line, column) of every string constant `value` in the module at `path`, docstrings left
+    out; nothing when the module is missing or does not parse (its own tests say so)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
+                                       ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value == value and id(node) not in docstrings:
+            yield node.lineno, node.col_offset + 1
 
 
 def _carried_over(source: Mapping[str, Any], target: Mapping[str, Any]) -> tuple[list, list]:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .breaking import accepts_type, json_types, narrowed, split_null, type_text
 from .spec import load_spec
 from .spec.checks import route_shape
+from .spec.compatibility import incompatible, json_types, split_null
 from .spec.document import MAX_BYTES, Node, compose, locate, read_text
 from .spec.positions import ITEMS, field_path
 from .spec.problems import WARNING, Problem, did_you_mean, suggestion
@@ -255,7 +255,7 @@ class _Checker:
         writer = publisher.publishes(message, version).get("schema") or {}
         base: list[str | int] = ["subscriptions", index, "fields"]
         source_base: list[str | int] = ["messages", message, "versions", str(version), "fields"]
-        for steps, text, hint, published in _incompatible(writer, reader, []):
+        for steps, text, hint, published in incompatible(writer, reader, []):
             path = field_path(service.root, base, steps)
             if published:
                 origin = publisher.at(field_path(publisher.root, source_base, steps), at_key=True)
@@ -370,7 +370,7 @@ class _Checker:
         ]
         for part, writer, reader, unknown in checks:
             problems = [(steps, text, hint, True) for steps, text, hint in unknown]
-            problems += list(_incompatible(writer, reader, [],
+            problems += list(incompatible(writer, reader, [],
                                            "sent" if part == "request" else "answered"))
             for steps, text, hint, published in problems:
                 # The caller's side of the field: what it sends, or what it reads.
@@ -425,68 +425,6 @@ class _Checker:
                                  f"move {readers_text} to a newer version before "
                                  f"{service.name} stops publishing v{text}", "deprecated-read",
                                  WARNING)
-
-
-def _incompatible(
-    writer: Mapping[str, Any], reader: Mapping[str, Any], steps: list[str],
-    written: str = "published",
-) -> Iterator[tuple[list[str], str, str, bool]]:
-    """(field steps, what does not fit, how to fix it, whether the writer has the field) for
-    each field the reader declares that the writer's messages would fail: required but not
-    (always) written, or of another type. `written` says how the writer gives it: "published",
-    "sent", "answered"."""
-    fields = writer.get("properties") or {}
-    always = set(writer.get("required") or [])
-    for name, read_schema in (reader.get("properties") or {}).items():
-        path = [*steps, name]
-        shown = ".".join(path).replace(f".{ITEMS}", ITEMS)
-        read_core, read_null = split_null(read_schema)
-        optional = read_null or name not in set(reader.get("required") or [])
-        if name not in fields:
-            if not optional:
-                yield (path, f"it requires field '{shown}', which is not {written}",
-                       f"declare it optional (`{name}: <type>?`) or drop it", False)
-            continue
-        write_core, write_null = split_null(fields[name])
-        if not optional and (write_null or name not in always):
-            yield (path, (f"it requires field '{shown}', which is {written} as optional (it may "
-                   "be missing or null)"), f"declare it optional: `{name}: <type>?`", True)
-        for found in _incompatible_value(write_core, read_core, path, shown, written):
-            yield (*found, True)
-
-
-def _incompatible_value(
-    writer: Mapping[str, Any], reader: Mapping[str, Any], path: list[str], shown: str,
-    written: str = "published",
-) -> Iterator[tuple[list[str], str, str]]:
-    """Like `_incompatible`, for one field present on both sides."""
-    if not accepts_type(reader, writer):
-        yield (path, (f"field '{shown}' is read as {type_text(reader)} but {written} as "
-               f"{type_text(writer)}"), f"declare it as the sender does ({type_text(writer)})")
-        return
-    if isinstance(reader.get("enum"), list):
-        allowed = [value for value in reader["enum"] if value is not None]
-        sent = [value for value in writer.get("enum") or [] if value is not None]
-        extra = [value for value in sent if value not in allowed]
-        if not isinstance(writer.get("enum"), list):
-            yield (path, (f"field '{shown}' is read as one of {', '.join(map(str, allowed))} but "
-                   f"{written} as any value of its type"), "read it without an enum")
-        elif extra:
-            yield (path, (f"field '{shown}' may be {written} as {', '.join(map(str, extra))}, "
-                   "which the reader's enum lacks"), f"add {', '.join(map(str, extra))} to it")
-    for keyword, how in narrowed(writer, reader):
-        if keyword in ("enum", "additionalProperties"):
-            continue  # enums are compared above; objects field by field below
-        yield (path, f"field '{shown}' is read more strictly than {written} ({how})",
-               f"relax {keyword} to what the sender declares")
-    if "object" in json_types(reader):
-        for steps, text, hint, _ in _incompatible(writer, reader, path, written):
-            yield steps, text, hint
-    if isinstance(reader.get("items"), dict) and isinstance(writer.get("items"), dict):
-        items_reader, _ = split_null(reader["items"])
-        items_writer, _ = split_null(writer["items"])
-        yield from _incompatible_value(items_writer, items_reader, [*path, ITEMS],
-                                       f"{shown}{ITEMS}", written)
 
 
 def _where(location: tuple[str, int, int]) -> str:

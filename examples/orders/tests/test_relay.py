@@ -2,8 +2,8 @@
 
 The sender is this service playing `testsvc` (its outbox is in the session's database); the
 receiver is a second instance of this service on a database of its own, served on 127.0.0.1 and
-playing `peer_a`. Both sign and trust tokens of one issuer (the session's key), as two services
-that list each other in TRUSTED_ISSUERS do.
+playing `peer_a`, which lists `testsvc` in TRUSTED_ISSUERS (with the session's key), as two
+services that trust each other do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import fresh_database, settings_for
+from conftest import fresh_database, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, clean_tables, rows
 from peer_servers import Reply, ScriptedPeer, free_port, serve
 
@@ -76,8 +76,8 @@ def receiver_db(tmp_path_factory) -> Iterator[Database]:
 
 
 def receiving_app(receiver_db: Database, **overrides: str) -> Any:
-    settings = settings_for(receiver_db.url, SERVICE_ISSUER=ISSUER, SERVICE_AUDIENCE=PEER,
-                            **overrides)
+    settings = settings_for(receiver_db.url, TRUSTED_ISSUERS=peer_issuers(ISSUER),
+                            SERVICE_AUDIENCE=PEER, **overrides)
     app = create_app(settings)
     app.extensions[inbox.EXTENSION] = RECEIVING
     return app
@@ -98,9 +98,10 @@ def mdb(db, receiver_db):
 
 @pytest.fixture
 def sender(database_url, mdb) -> Iterator[Any]:
-    """The sender's settings: a fast breaker, the shared issuer; its breaker starts closed."""
+    """The sender's settings: a fast breaker that starts closed (the transport signs as
+    `testsvc`, the issuer peer_a trusts)."""
     settings = settings_for(
-        database_url, SERVICE_ISSUER=ISSUER, BREAKER_FAILURE_THRESHOLD="2",
+        database_url, BREAKER_FAILURE_THRESHOLD="2",
         BREAKER_OPEN_SECONDS="0.5", BREAKER_MAX_OPEN_SECONDS="2",
     )
     BreakerStore(settings.database_url, settings.root).reset(PEER)
@@ -108,8 +109,8 @@ def sender(database_url, mdb) -> Iterator[Any]:
     BreakerStore(settings.database_url, settings.root).reset(PEER)
 
 
-def transport(settings: Any, url: str, **options: Any) -> PeerTransport:
-    connector = Connector(settings, service={"service": {"name": "testsvc"}, "peers": {}})
+def transport(settings: Any, url: str, *, sender: str = ISSUER, **options: Any) -> PeerTransport:
+    connector = Connector(settings, service={"service": {"name": sender}, "peers": {}})
     return PeerTransport(PEER, connector, base_url=url, **options)
 
 
@@ -292,9 +293,8 @@ def test_a_message_larger_than_the_peer_accepts_is_rejected_and_the_rest_deliver
 def test_a_sender_the_peer_does_not_trust_delivers_nothing_and_loses_nothing(
     mdb, receiver_db, receiver, database_url, caplog
 ):
-    stranger = settings_for(database_url, SERVICE_ISSUER="not-trusted-there",
-                            BREAKER_FAILURE_THRESHOLD="2")
-    deliver = transport(stranger, receiver)
+    stranger = settings_for(database_url, BREAKER_FAILURE_THRESHOLD="2")
+    deliver = transport(stranger, receiver, sender="not-trusted-there")
     BreakerStore(stranger.database_url, stranger.root).reset(PEER)
     publish(mdb, ("test.ping", {"n": 1}))
     with caplog.at_level(logging.ERROR):

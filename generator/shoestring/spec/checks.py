@@ -15,9 +15,11 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .compatibility import incompatible
 from .document import Node, locate
 from .examples import example_for
 from .fields import compile_fields_checked
+from .positions import field_path
 from .problems import ERROR, WARNING, Problem, did_you_mean
 from .structure import describe
 
@@ -111,6 +113,7 @@ class Checker:
         self.check_service()
         self.check_messages()
         self.check_subscriptions()
+        self.check_local_subscriptions()
         self.check_endpoints()
         self.check_handler_modules()
         self.check_policies_and_peers()
@@ -348,6 +351,34 @@ class Checker:
                              "subscribe to each message version once", "duplicate")
                 else:
                     seen[(message, version)] = locate(self.root, ["subscriptions", index])[0]
+
+    def check_local_subscriptions(self) -> None:
+        """A subscription `from:` this service to a message it publishes reads what the service
+        itself writes: its fields must fit the published version, as `shoestring check` proves
+        between two services (the same comparison), or every such message fails its handler's
+        schema."""
+        own_name = self.section("service").get("name")
+        for index, entry in self.entries("subscriptions"):
+            message, version = entry.get("message"), entry.get("version")
+            if entry.get("from") != own_name or not _is_message(message) \
+                    or not _is_version(version):
+                continue
+            published_at = ("messages", message, "versions", str(version), "fields")
+            writer = self.compiled.get(published_at)
+            reader = self.compiled.get(("subscriptions", index, "fields"))
+            if writer is None or reader is None:
+                continue  # a job it only enqueues, or fields reported already
+            base: list[str | int] = ["subscriptions", index, "fields"]
+            for steps, text, hint, published in incompatible(writer, reader, []):
+                declared = field_path(self.root, list(published_at),
+                                      steps if published else steps[:-1])
+                line = locate(self.root, declared, at_key=True)[0]
+                what = "declares it" if published else "declares its fields"
+                self.add(field_path(self.root, base, steps),
+                         f"the subscription to '{message}' v{version} from {own_name} itself "
+                         f"reads what {own_name} publishes: {text}",
+                         f"{hint} (message '{message}' version {version} {what} at line {line})",
+                         "incompatible-field", at_key=True)
 
     # -- endpoints -------------------------------------------------------------------------
 

@@ -210,12 +210,15 @@ class AuthConfig:
         keys_dir = Path(settings["SERVICE_KEYS_DIR"])
         if not keys_dir.is_absolute():
             keys_dir = root / keys_dir
+        # Imported here: settings imports this module (AUTH_SETTINGS).
+        from .settings import SettingsError
+
         issuer = settings["SERVICE_ISSUER"] or service_name
+        problem = issuer_problem(issuer, service_name)
+        if problem is not None:
+            raise SettingsError([problem])
         trusted = settings["TRUSTED_ISSUERS"]
         if any(entry.issuer == issuer for entry in trusted):
-            # Imported here: settings imports this module (AUTH_SETTINGS).
-            from .settings import SettingsError
-
             problem = (
                 f"TRUSTED_ISSUERS lists {issuer!r}, this service's own issuer "
                 "(SERVICE_ISSUER): remove it, this service always trusts its own keys"
@@ -232,6 +235,25 @@ class AuthConfig:
             jwks_fetch_timeout_seconds=settings["JWKS_FETCH_TIMEOUT_SECONDS"],
             key_algorithm=settings["SERVICE_KEY_ALGORITHM"],
         )
+
+
+def issuer_problem(issuer: str, service_name: str) -> str | None:
+    """Why `issuer` (SERVICE_ISSUER) cannot be this service's, or None when it is its name.
+
+    A peer knows the sender of a message only by the issuer of its token (a trusted issuer
+    chooses its own `sub`, so the subject proves nothing), and compares it with the `from:` of
+    its subscriptions and the `source` of each message, which are the service name. Any other
+    issuer gets every delivery of this service refused, so it is refused here, at start-up.
+    """
+    if not issuer or issuer == service_name:
+        return None
+    return (
+        f"SERVICE_ISSUER={issuer!r}: peers know the sender of a message by the issuer of its "
+        f"token and compare it with the service name, {service_name!r}, so any other issuer "
+        f"gets every delivery refused: remove SERVICE_ISSUER (it defaults to {service_name!r}) "
+        f"or set it to {service_name!r}; peers trust this service with "
+        f"TRUSTED_ISSUERS={service_name}=https://<its host>{JWKS_PATH}"
+    )
 
 
 def _seconds(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
@@ -273,7 +295,8 @@ AUTH_SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
         "SERVICE_ISSUER",
         "",
         _name,
-        "the iss of the tokens this service signs (empty: the service name)",
+        "the iss of the tokens this service signs: empty or the service name (peers know the "
+        "sender of a message by it)",
     ),
     (
         "SERVICE_AUDIENCE",

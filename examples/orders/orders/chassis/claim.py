@@ -1,6 +1,6 @@
 """Claim, lease, complete, retry, dead-letter: the one mechanism behind the queue and the outbox.
 
-A row's life (see migrations/mysql/0002_messaging.sql for the columns):
+A row's life (the columns: migrations/mysql/0002_message_queue.sql and 0003_outbox.sql):
 
     NEW --claim--> IN_PROGRESS --complete--> DONE
                         |--fail--> NEW, available_at pushed back by the retry policy

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .auth import AUTH_SETTINGS
+from .auth import AUTH_SETTINGS, issuer_problem
 from .db import DatabaseError, DatabaseURL, redact
 from .idempotency import IDEMPOTENCY_SETTINGS
 from .peers import PEER_SETTINGS
@@ -199,6 +199,10 @@ def load_settings(
         spec_keys = list(load_service().get("settings", []))
     rules = SETTINGS + [spec_setting(name) for name in spec_keys]
     values = _parse(rules, _read(environ, env_file), env_file)
+    if values["SERVICE_ISSUER"]:
+        problem = issuer_problem(values["SERVICE_ISSUER"], str(load_service()["service"]["name"]))
+        if problem is not None:
+            raise SettingsError([problem], env_file)
     return Settings(
         database_url=values["DATABASE_URL"],
         log_level=values["LOG_LEVEL"],

@@ -19,7 +19,6 @@ import copy
 import hashlib
 import json
 import re
-import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ import jinja2
 from . import __version__
 from .asyncapi import asyncapi_document
 from .converters import conversions, converter_stub, converters_module
-from .literal import WIDTH, Code, layout
+from .literal import WIDTH, Code, docstring_text, layout, wrap
 from .openapi import openapi_document
 from .peers import peers_module
 from .spec import example_for
@@ -256,20 +255,16 @@ _OWNERSHIP = (
 
 
 def _docstring(*paragraphs: str) -> str:
-    """A module docstring of `paragraphs`, each wrapped to fit the formatter's width."""
-    wrapped = [
-        textwrap.fill(
-            _docstring_safe(text), width=WIDTH, break_long_words=False, break_on_hyphens=False
-        )
-        for text in paragraphs
-    ]
+    """A module docstring of `paragraphs`, each wrapped to fit the formatter's width.
+
+    Descriptions from the spec land here as they are written: any language, emoji, quotes,
+    backslashes; `docstring_text` keeps them valid Python and `wrap` counts wide characters.
+    """
+    opening = '"""'
+    wrapped = ["\n".join(wrap(docstring_text(text), WIDTH)) for text in paragraphs]
+    wrapped[0] = "\n".join(wrap(opening + docstring_text(paragraphs[0]), WIDTH))[len(opening) :]
     body = "\n\n".join(wrapped)
-    return f'"""{body}\n"""' if len(paragraphs) > 1 else f'"""{body}"""'
-
-
-def _docstring_safe(text: str) -> str:
-    # A backslash or three quotes from the spec would end or corrupt the docstring.
-    return " ".join(text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').split())
+    return f'{opening}{body}\n"""' if len(paragraphs) > 1 else f'{opening}{body}"""'
 
 
 def _natural_order(name: str) -> list[str | int]:

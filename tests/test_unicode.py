@@ -433,3 +433,11 @@ def test_generated_python_with_wide_text_is_ruff_clean(tmp_path: Path) -> None:
         check=False,
     )
     assert ruff.returncode == 0, ruff.stdout + textwrap.shorten(ruff.stderr, 2000)
+
+
+def test_literals_are_the_same_under_every_python_s_unicode_tables() -> None:
+    # U+1FACE (moose, Unicode 15) is unassigned in Python 3.10 and 3.11 and printable from
+    # 3.12 on: left as it is by every version, and counted wide by every version.
+    assert flat("\U0001face") == '"\U0001face"'
+    assert width("\U0001face") == 2
+    assert flat("a\u00a0b\u200bc") == '"a\\xa0b\\u200bc"'

@@ -58,16 +58,20 @@ def _string(text: str) -> str:
     return quote + escape(text, quote) + quote
 
 
+_INVISIBLE = {"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"}
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def escape(text: str, quote: str = '"') -> str:
     """`text` as the body of a Python string literal delimited by `quote`, the way repr() does.
 
-    Printable characters (accents, emoji, CJK) stay as they are, so the source reads as the
-    spec does; a backslash, the quote and every character Python does not print (control
-    characters, line and paragraph separators, a lone surrogate) become escapes, so the
-    literal is valid Python, encodes to UTF-8, and evaluates to exactly `text`.
+    Visible characters (accents, emoji, CJK) stay as they are, so the source reads as the
+    spec does; a backslash, the quote and every invisible character (control and format
+    characters, line and paragraph separators, spaces other than the space, a lone surrogate)
+    become escapes, so the literal is valid Python, encodes to UTF-8, and evaluates to exactly
+    `text`. The test is by general category rather than `str.isprintable()`, which also
+    escapes characters the running Python's Unicode tables do not know yet: the same spec
+    gives the same bytes under every supported Python.
     """
     pieces = []
     for char in text:
@@ -75,7 +79,7 @@ def escape(text: str, quote: str = '"') -> str:
             pieces.append(_SHORT_ESCAPES[char])
         elif char == quote:
             pieces.append("\\" + char)
-        elif char.isprintable():
+        elif char == " " or unicodedata.category(char) not in _INVISIBLE:
             pieces.append(char)
         else:
             code = ord(char)
@@ -107,16 +111,18 @@ def width(text: str) -> int:
     """The columns `text` takes in an editor, as ruff counts them for line lengths.
 
     Wide characters (CJK, most emoji) take two columns, combining marks none. Where a
-    terminal and ruff might disagree (emoji sequences), this errs on the wide side: a line
-    wrapped a little early is still within the limit.
+    terminal and ruff might disagree (emoji sequences), and for characters newer than the
+    running Python's Unicode tables (mostly emoji and CJK), this errs on the wide side: a
+    line wrapped a little early is still within the limit.
     """
     columns = 0
     for char in text:
-        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
+        category = unicodedata.category(char)
+        if category in ("Mn", "Me"):
             continue
         if char == "\ufe0f":  # the emoji presentation selector makes the character before wide
             columns += 1
-        elif unicodedata.east_asian_width(char) in ("W", "F"):
+        elif category == "Cn" or unicodedata.east_asian_width(char) in ("W", "F"):
             columns += 2
         else:
             columns += 1

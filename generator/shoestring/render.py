@@ -2,10 +2,10 @@
 
 `render(spec)` returns two sets of files, paths relative to the service's root:
 
-- `generated`: everything under `<package>/_generated/` — rewritten wholesale whenever its
-  content changes, so each one carries a DO-NOT-EDIT header naming the generator version and
-  the spec file. The header holds no hash of the whole spec: a one-line spec change then
-  rewrites only the files whose content depends on it (the manifest records the spec hash);
+- `generated`: everything under `<package>/_generated/` — the generator's, rewritten wholesale
+  when its content changes. Each carries a DO-NOT-EDIT header naming the generator version
+  and the spec file, but no hash of the spec (the manifest records it), so that a one-line
+  spec change rewrites only the files whose content depends on it;
 - `stubs`: one module per endpoint and per subscription under `<package>/handlers/` — created
   when missing and never touched again, because the user writes the business logic there.
 
@@ -260,11 +260,15 @@ def _docstring(*paragraphs: str) -> str:
     Descriptions from the spec land here as they are written: any language, emoji, quotes,
     backslashes; `docstring_text` keeps them valid Python and `wrap` counts wide characters.
     """
-    opening = '"""'
-    wrapped = ["\n".join(wrap(docstring_text(text), WIDTH)) for text in paragraphs]
-    wrapped[0] = "\n".join(wrap(opening + docstring_text(paragraphs[0]), WIDTH))[len(opening) :]
-    body = "\n\n".join(wrapped)
-    return f'{opening}{body}\n"""' if len(paragraphs) > 1 else f'{opening}{body}"""'
+    quotes = '"""'
+    # The quotes count towards the first line's width, and towards the last one's when the
+    # docstring closes on it.
+    texts = [docstring_text(text) for text in paragraphs]
+    texts[0] = quotes + texts[0]
+    if len(texts) == 1:
+        texts[0] += quotes
+    body = "\n\n".join("\n".join(wrap(text, WIDTH)) for text in texts)
+    return body + '\n"""' if len(texts) > 1 else body
 
 
 def _natural_order(name: str) -> list[str | int]:

@@ -99,8 +99,6 @@ def generate(root: Path, *options: str, expect: int = 0):
     return shoestring("generate", *options, str(root), expect=expect)
 
 
-
-
 def model_of(root: Path) -> dict[str, Any]:
     result = load_spec(root / "service.yaml")
     assert result.spec is not None, [p.format() for p in result.problems]
@@ -166,11 +164,10 @@ def test_service_json_is_the_spec_model_and_the_manifest_records_every_file(
     assert set(manifest["stubs"]) == {p for p in tree(service) if "/handlers/" in p}
 
 
-def test_every_generated_file_names_the_generator_version_and_the_spec_hash(
+def test_every_generated_file_names_the_generator_version_and_the_spec_file(
     service: Path,
 ) -> None:
-    digest = spec_sha256(model_of(service))[:12]
-    origin = f"shoestring {__version__} from service.yaml (spec sha256 {digest})"
+    origin = f"shoestring {__version__} from service.yaml"
     for path, content in tree(service).items():
         if not path.startswith(GENERATED):
             continue
@@ -299,6 +296,62 @@ def test_a_second_run_changes_nothing(service: Path) -> None:
 
 
 # -- regeneration -------------------------------------------------------------------------
+
+
+def test_a_one_field_change_rewrites_only_the_files_that_depend_on_it(service: Path) -> None:
+    before = {path: (service / path).stat().st_mtime_ns for path in tree(service)}
+    contents = tree(service)
+    spec = copy.deepcopy(SPEC)
+    spec["messages"]["order.created"]["versions"][2]["fields"]["currency"] = {
+        "schema": {"type": "string"},
+        "description": "ISO 4217 code of the amount.",
+    }
+    write_spec(service, spec)
+
+    result = generate(service)
+
+    after = tree(service)
+    assert sorted(after) == sorted(contents)
+    changed = sorted(path for path in after if after[path] != contents[path])
+    touched = sorted(path for path in after if (service / path).stat().st_mtime_ns != before[path])
+    # The schema of the changed version, the documents that embed it, the spec model, the
+    # manifest (it records the spec's hash): nothing else, not even its header.
+    expected = [
+        MANIFEST_PATH,
+        "service.yaml",
+        f"{GENERATED}/asyncapi.json",
+        f"{GENERATED}/schemas/messages/order.created.v2.json",
+        f"{GENERATED}/service.json",
+    ]
+    assert changed == expected
+    assert touched == expected
+    assert sorted(line.split()[-1] for line in result.stdout.splitlines() if "  " in line) == [
+        path for path in expected if path != "service.yaml"
+    ]
+    manifest = json.loads((service / MANIFEST_PATH).read_text())
+    assert manifest["spec_sha256"] == spec_sha256(model_of(service))
+
+    settled = {path: (service / path).stat().st_mtime_ns for path in after}
+    assert "nothing to do" in generate(service).stdout
+    assert {path: (service / path).stat().st_mtime_ns for path in after} == settled
+    assert tree(service) == after
+    generate(service, "--check")
+
+
+def test_api_documents_are_versioned_by_their_own_content(service: Path) -> None:
+    openapi = json.loads((service / GENERATED / "openapi.json").read_text())
+    spec = copy.deepcopy(SPEC)
+    spec["messages"]["order.created"]["description"] = "An order was placed, or changed."
+    write_spec(service, spec)
+    generate(service)
+    assert json.loads((service / GENERATED / "openapi.json").read_text()) == openapi
+
+    spec["endpoints"][0]["description"] = "Place an order, now."
+    write_spec(service, spec)
+    generate(service)
+    changed = json.loads((service / GENERATED / "openapi.json").read_text())
+    assert changed["info"]["version"] != openapi["info"]["version"]
+    assert changed["info"]["version"].startswith("sha256-")
 
 
 def test_regeneration_keeps_handler_edits_and_stubs_what_the_spec_adds(service: Path) -> None:

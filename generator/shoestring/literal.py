@@ -11,7 +11,7 @@ columns gives output that is stable under every `line-length >= 88`.
 
 from __future__ import annotations
 
-import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,15 +51,97 @@ def flat(value: Any) -> str:
 def _string(text: str) -> str:
     """A string literal quoted as the formatters quote it.
 
-    JSON string syntax is Python string syntax for everything json.dumps emits. Double quotes
-    are preferred, unless the text holds more double quotes than single ones: then single
-    quotes need fewer escapes, and the formatters switch.
+    Double quotes are preferred, unless the text holds more double quotes than single ones:
+    then single quotes need fewer escapes, and the formatters switch.
     """
-    body = json.dumps(text, ensure_ascii=False)[1:-1]
-    if text.count('"') > text.count("'"):
-        # In the JSON body every " is escaped as \", so no \" is part of an escaped backslash.
-        return "'" + body.replace('\\"', '"').replace("'", "\\'") + "'"
-    return f'"{body}"'
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    return quote + escape(text, quote) + quote
+
+
+_INVISIBLE = {"Cc", "Cf", "Cs", "Zl", "Zp", "Zs"}
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str, quote: str = '"') -> str:
+    """`text` as the body of a Python string literal delimited by `quote`, the way repr() does.
+
+    Visible characters (accents, emoji, CJK) stay as they are, so the source reads as the
+    spec does; a backslash, the quote and every invisible character (control and format
+    characters, line and paragraph separators, spaces other than the space, a lone surrogate)
+    become escapes, so the literal is valid Python, encodes to UTF-8, and evaluates to exactly
+    `text`. The test is by general category rather than `str.isprintable()`, which also
+    escapes characters the running Python's Unicode tables do not know yet: the same spec
+    gives the same bytes under every supported Python.
+    """
+    pieces = []
+    for char in text:
+        if char in _SHORT_ESCAPES:
+            pieces.append(_SHORT_ESCAPES[char])
+        elif char == quote:
+            pieces.append("\\" + char)
+        elif char == " " or unicodedata.category(char) not in _INVISIBLE:
+            pieces.append(char)
+        else:
+            code = ord(char)
+            if code < 0x100:
+                pieces.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                pieces.append(f"\\u{code:04x}")
+            else:
+                pieces.append(f"\\U{code:08x}")
+    return "".join(pieces)
+
+
+def docstring_text(text: str) -> str:
+    """Free text (a description from the spec) as one line of a docstring's source.
+
+    Whitespace runs, newlines included, become single spaces (the docstring is wrapped
+    afterwards); backslashes, three quotes in a row and a final quote, which would end or
+    corrupt the docstring, are escaped, and so is anything `escape` escapes.
+    """
+    line = " ".join(text.split())
+    final_quote = line.endswith('"')
+    if final_quote:
+        line = line[:-1]
+    body = escape(line, quote="").replace('"""', '\\"\\"\\"')
+    return body + '\\"' if final_quote else body
+
+
+def width(text: str) -> int:
+    """The columns `text` takes in an editor, as ruff counts them for line lengths.
+
+    Wide characters (CJK, most emoji) take two columns, combining marks none. Where a
+    terminal and ruff might disagree (emoji sequences), and for characters newer than the
+    running Python's Unicode tables (mostly emoji and CJK), this errs on the wide side: a
+    line wrapped a little early is still within the limit.
+    """
+    columns = 0
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Mn", "Me"):
+            continue
+        if char == "\ufe0f":  # the emoji presentation selector makes the character before wide
+            columns += 1
+        elif category == "Cn" or unicodedata.east_asian_width(char) in ("W", "F"):
+            columns += 2
+        else:
+            columns += 1
+    return columns
+
+
+def wrap(text: str, columns: int) -> list[str]:
+    """`text`'s words in lines of at most `columns` (by `width`), breaking only at spaces.
+
+    textwrap counts characters, which puts a line of CJK text or emoji past the line limit.
+    A word longer than a line gets a line of its own.
+    """
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and width(lines[-1]) + 1 + width(word) <= columns:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def layout(value: Any, *, indent: int = 0, prefix: str = "", suffix: str = "") -> str:
@@ -71,7 +153,7 @@ def layout(value: Any, *, indent: int = 0, prefix: str = "", suffix: str = "") -
     """
     pad = INDENT * indent
     one_line = f"{pad}{prefix}{flat(value)}{suffix}"
-    if len(one_line) <= WIDTH or not _explodable(value):
+    if width(one_line) <= WIDTH or not _explodable(value):
         return one_line
     if isinstance(value, Mapping):
         opening, closing = "{", "}"
@@ -90,7 +172,7 @@ def _entry(key: Any, value: Any, indent: int) -> str:
     """
     pad = INDENT * indent
     one_line = f"{pad}{flat(key)}: {flat(value)},"
-    if len(one_line) <= WIDTH or _explodable(value) or not isinstance(key, tuple):
+    if width(one_line) <= WIDTH or _explodable(value) or not isinstance(key, tuple):
         return layout(value, indent=indent, prefix=f"{flat(key)}: ", suffix=",")
     items = [f"{pad}{INDENT}{flat(item)}," for item in key]
     return "\n".join([f"{pad}(", *items, f"{pad}): {flat(value)},"])

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import keyword
 import re
-import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from .literal import WIDTH, Code, flat, layout
+from .literal import WIDTH, Code, docstring_text, flat, layout, wrap
 
 # Keyword arguments every method has besides the request fields; a field of the same name gets
 # a trailing underscore.
@@ -249,9 +248,7 @@ def _camel(name: str) -> str:
 
 def _docstring(text: str, indent: int) -> str:
     pad = "    " * indent
-    text = " ".join(text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').split())
-    lines = textwrap.wrap(text, width=WIDTH - len(pad) - 6, break_long_words=False,
-                          break_on_hyphens=False)
+    lines = wrap(docstring_text(text), WIDTH - len(pad) - 6)
     if len(lines) == 1:
         return f'{pad}"""{lines[0]}"""'
     return "\n".join([f'{pad}"""{lines[0]}', *(f"{pad}{line}" for line in lines[1:]),

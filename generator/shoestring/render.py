@@ -2,8 +2,10 @@
 
 `render(spec)` returns two sets of files, paths relative to the service's root:
 
-- `generated`: everything under `<package>/_generated/` — rewritten wholesale on every run, so
-  each one carries a DO-NOT-EDIT header naming the generator version and the spec hash;
+- `generated`: everything under `<package>/_generated/` — the generator's, rewritten wholesale
+  when its content changes. Each carries a DO-NOT-EDIT header naming the generator version
+  and the spec file, but no hash of the spec (the manifest records it), so that a one-line
+  spec change rewrites only the files whose content depends on it;
 - `stubs`: one module per endpoint and per subscription under `<package>/handlers/` — created
   when missing and never touched again, because the user writes the business logic there.
 
@@ -17,7 +19,6 @@ import copy
 import hashlib
 import json
 import re
-import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import jinja2
 from . import __version__
 from .asyncapi import asyncapi_document
 from .converters import conversions, converter_stub, converters_module
-from .literal import WIDTH, Code, layout
+from .literal import WIDTH, Code, docstring_text, layout, wrap
 from .openapi import openapi_document
 from .peers import peers_module
 from .spec import example_for
@@ -58,7 +59,7 @@ def spec_sha256(spec: Mapping[str, Any]) -> str:
     """The hash of the spec model in canonical JSON.
 
     The model, not the file, is hashed: comments and layout changes in service.yaml leave the
-    generated files alone, while any change of meaning shows in every header.
+    manifest alone, while any change of meaning shows there.
     """
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -66,17 +67,31 @@ def spec_sha256(spec: Mapping[str, Any]) -> str:
 
 def render(spec: Mapping[str, Any], *, version: str = __version__) -> Rendered:
     """Every file the generator owns for `spec` (the normalised model of `load_spec`)."""
-    digest = spec_sha256(spec)
-    files = _Files(spec, version, digest)
-    return Rendered(spec_sha256=digest, generated=files.generated(), stubs=files.stubs())
+    files = _Files(spec, version)
+    return Rendered(spec_sha256=spec_sha256(spec), generated=files.generated(), stubs=files.stubs())
+
+
+def document_version(document: Mapping[str, Any]) -> str:
+    """The info.version of an OpenAPI or AsyncAPI document: a hash of its own content.
+
+    A hash of the whole spec would change the API documents on every spec edit, even one that
+    touches neither; this one changes exactly when the document does.
+    """
+    unversioned = {**document, "info": {**document["info"], "version": ""}}
+    canonical = json.dumps(unversioned, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _versioned(document: dict[str, Any]) -> dict[str, Any]:
+    document["info"]["version"] = document_version(document)
+    return document
 
 
 class _Files:
-    def __init__(self, spec: Mapping[str, Any], version: str, digest: str) -> None:
+    def __init__(self, spec: Mapping[str, Any], version: str) -> None:
         self.spec = spec
         self.package = spec["service"]["package"]
-        self.digest = digest
-        self.origin = f"shoestring {version} from {SPEC_FILE} (spec sha256 {digest[:12]})"
+        self.origin = f"shoestring {version} from {SPEC_FILE}"
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -107,10 +122,10 @@ class _Files:
             f"{self.generated_dir}/registry.py": self._registry(),
             f"{self.generated_dir}/service.json": self._json(dict(spec)),
             f"{self.generated_dir}/openapi.json": self._json(
-                openapi_document(spec, version=f"spec-{self.digest[:12]}")
+                _versioned(openapi_document(spec, version=""))
             ),
             f"{self.generated_dir}/asyncapi.json": self._json(
-                asyncapi_document(spec, version=f"spec-{self.digest[:12]}")
+                _versioned(asyncapi_document(spec, version=""))
             ),
             f"{self.generated_dir}/converters.py": converters_module(spec, self._python_header()),
             # ctx.peers: typed clients of the peer endpoints the spec says this service calls.
@@ -240,20 +255,20 @@ _OWNERSHIP = (
 
 
 def _docstring(*paragraphs: str) -> str:
-    """A module docstring of `paragraphs`, each wrapped to fit the formatter's width."""
-    wrapped = [
-        textwrap.fill(
-            _docstring_safe(text), width=WIDTH, break_long_words=False, break_on_hyphens=False
-        )
-        for text in paragraphs
-    ]
-    body = "\n\n".join(wrapped)
-    return f'"""{body}\n"""' if len(paragraphs) > 1 else f'"""{body}"""'
+    """A module docstring of `paragraphs`, each wrapped to fit the formatter's width.
 
-
-def _docstring_safe(text: str) -> str:
-    # A backslash or three quotes from the spec would end or corrupt the docstring.
-    return " ".join(text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').split())
+    Descriptions from the spec land here as they are written: any language, emoji, quotes,
+    backslashes; `docstring_text` keeps them valid Python and `wrap` counts wide characters.
+    """
+    quotes = '"""'
+    # The quotes count towards the first line's width, and towards the last one's when the
+    # docstring closes on it.
+    texts = [docstring_text(text) for text in paragraphs]
+    texts[0] = quotes + texts[0]
+    if len(texts) == 1:
+        texts[0] += quotes
+    body = "\n\n".join("\n".join(wrap(text, WIDTH)) for text in texts)
+    return body + '\n"""' if len(texts) > 1 else body
 
 
 def _natural_order(name: str) -> list[str | int]:

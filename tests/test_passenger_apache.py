@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -139,47 +140,50 @@ class Site:
     app: Path
     base_uri: str = "/"
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
-    env: dict[str, str] = field(default_factory=dict)
+    var_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.var_dir = self.app / "var"
 
     @property
     def url_of_app(self) -> str:
         return "" if self.base_uri == "/" else self.base_uri
 
 
-def install(workspace: Path, service: Path, venv: Path, layout: str, **env: str) -> Site:
+def install(
+    workspace: Path, service: Path, venv: Path, layout: str, var_outside: bool = False
+) -> Site:
     """Copy the service into a cPanel-like home in `layout`, with a .env holding a secret,
-    migrated, with a signing key, owned by www-data."""
-    home = workspace / layout / "home" / "cpuser"
+    migrated, with a signing key, owned by www-data. `var_outside`: SERVICE_VAR_DIR names a
+    folder beside public_html, as the README's steps set it."""
+    home = workspace / f"{layout}-{uuid.uuid4().hex[:8]}" / "home" / "cpuser"
     docroot = home / "public_html"
     app = {
         "apart": home / PACKAGE,
         "docroot": docroot,
         "folder": docroot / PACKAGE,
     }[layout]
-    site = Site(home, docroot, app, "/orders" if layout == "folder" else "/", env=env)
+    site = Site(home, docroot, app, "/orders" if layout == "folder" else "/")
     shutil.copytree(service, app, ignore=shutil.ignore_patterns("__pycache__"))
     docroot.mkdir(parents=True, exist_ok=True)
+    if var_outside:
+        site.var_dir = home / f"{PACKAGE}-var"
+        site.var_dir.mkdir(mode=0o700)
     lines = ["DATABASE_URL=sqlite:///var/orders.db", "PAYMENTS_URL=http://127.0.0.1:9/"]
-    lines += [f"{key}={value}" for key, value in env.items()]
+    if site.var_dir != app / "var":
+        lines.append(f"SERVICE_VAR_DIR={site.var_dir}")
     # A value only the .env holds: whatever body contains it leaked the file.
     lines.append(f"DEPLOY_SECRET={site.secret}")
     (app / ".env").write_text("\n".join(lines) + "\n")
     (app / "tmp").mkdir()
     python = str(venv / "bin" / "python")
-    for command in (["migrate"], ["keys", "generate"]):
+    # The circuit breakers' database is made on first use: `breakers` makes it, to be probed too.
+    for command in (["migrate"], ["keys", "generate"], ["breakers"]):
         subprocess.run([python, "-m", PACKAGE, *command], cwd=app, check=True, capture_output=True)
-    # The circuit breakers' database is made on first use; make it now so it is probed too.
-    subprocess.run([python, "-m", PACKAGE, "breakers"], cwd=app, check=True, capture_output=True)
     web = pwd.getpwnam(WEB_USER)
-    for root in [home, *var_dirs(site)]:
-        for path in [root, *root.rglob("*")]:
-            os.lchown(path, web.pw_uid, web.pw_gid)
+    for path in [home, *home.rglob("*")]:
+        os.lchown(path, web.pw_uid, web.pw_gid)
     return site
-
-
-def var_dirs(site: Site) -> list[Path]:
-    outside = site.env.get("SERVICE_VAR_DIR")
-    return [Path(outside)] if outside else []
 
 
 HTTPD_CONF = """\
@@ -309,8 +313,8 @@ def served(workspace: Path, service: Path, venv: Path) -> Iterator:
     """A function that installs the service in a layout and serves it; all stop afterwards."""
     started: list[Apache] = []
 
-    def serve(layout: str, **env: str) -> tuple[Site, Apache]:
-        site = install(workspace, service, venv, layout, **env)
+    def serve(layout: str, var_outside: bool = False) -> tuple[Site, Apache]:
+        site = install(workspace, service, venv, layout, var_outside)
         apache = start_apache(workspace, site, venv)
         started.append(apache)
         return site, apache
@@ -422,7 +426,7 @@ LAYOUT_ADVICE = "move this folder outside public_html"
 def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
     site, apache = served(layout)
     answers = probe(site, apache)
-    keys = [path.name for path in (site.app / "var" / "keys").glob("*.pem")]
+    keys = [path.name for path in (site.var_dir / "keys").glob("*.pem")]
     named = [
         ".env",
         ".htaccess",
@@ -449,6 +453,19 @@ def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
             served_files[relative] = (status, body[:80])
         assert not served_content(site, relative, body), relative
     assert served_files == {}
+    # The shipped check, run from the app root as the README says, finds nothing served.
+    check = subprocess.run(
+        ["sh", "deploy/check-exposure.sh", apache.url + site.url_of_app],
+        cwd=site.app,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    asked, served_count = re.search(
+        r"(\d+) paths asked for .*: (\d+) served", check.stdout
+    ).groups()
+    assert int(asked) >= len(answers) and served_count == "0"
     # The same files asked for in a way Apache decodes.
     encoded = requests.get(f"{apache.url}{site.url_of_app}/%2e%65nv", timeout=30)
     assert encoded.status_code == 403 and not leaked_secrets(site, encoded.content)
@@ -474,3 +491,122 @@ def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
     log = apache.passenger_log()
     assert "inside the web server's document root (it is inside public_html/)" in log
     assert LAYOUT_ADVICE in log
+
+
+def test_var_dir_outside_the_app_root_holds_the_keys_and_databases(served, venv):
+    site, apache = served("docroot", var_outside=True)
+    base = apache.url
+
+    headers = {
+        "Authorization": f"Bearer {token(site, venv, 'orders:write')}",
+        "Idempotency-Key": str(uuid.uuid4()),
+    }
+    order = {"customer_id": str(uuid.uuid4()), "amount_cents": 7, "currency": "USD"}
+    created = requests.post(base + "/v1/orders", json=order, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    assert requests.get(base + "/readyz", timeout=30).json()["status"] == "pass"
+
+    # Nothing of var/ was made in the web-visible app root: even where no .htaccess is read,
+    # the keys and the databases are not one URL away.
+    assert not (site.app / "var").exists()
+    assert list((site.var_dir / "keys").glob("*.pem"))
+    assert (site.var_dir / "orders.db").stat().st_size > 0
+    for path in ("var/orders.db", "var/keys/keyring.json", "var/"):
+        answer = requests.get(f"{base}/{path}", timeout=30)
+        assert answer.status_code == 404 and not leaked_secrets(site, answer.content)
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("/nonexistent/orders-var", "is not a folder: create it (mkdir -m 700"),
+        ("orders-var", "must be an absolute path"),
+    ],
+)
+def test_a_wrong_var_dir_stops_the_service_at_start_up(service, venv, value, problem):
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", PACKAGE, "check"],
+        cwd=service,
+        check=False,
+        env={**os.environ, "SERVICE_VAR_DIR": value, "PAYMENTS_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert f"SERVICE_VAR_DIR={value!r}: {problem}" in result.stderr
+
+
+def app_processes(app: Path) -> set[int]:
+    """The processes Passenger runs the app in: their working folder is the app root."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == app:
+                    pids.add(int(entry.name))
+            except OSError:  # gone meanwhile
+                continue
+    return pids
+
+
+def test_touching_tmp_restart_txt_restarts_the_app(served):
+    site, apache = served("apart")
+    assert requests.get(apache.url + "/livez", timeout=30).status_code == 200
+    before = app_processes(site.app)
+    assert before
+
+    (site.app / "tmp" / "restart.txt").touch()
+    assert requests.get(apache.url + "/livez", timeout=30).status_code == 200
+    after = app_processes(site.app)
+    assert after and not after & before
+
+
+def cron_command(name: str, service: Path) -> str:
+    """The command of the line of deploy/crontab that runs `python -m orders NAME`."""
+    lines = [
+        line
+        for line in (service / "deploy" / "crontab").read_text().splitlines()
+        if line and not line.startswith("#") and f" -m {PACKAGE} {name} " in line
+    ]
+    assert len(lines) == 1, lines
+    return lines[0].split(None, 5)[5]
+
+
+def test_overlapping_cron_runs_of_the_worker_do_the_work_once(workspace, service, venv):
+    # The account's home as the crontab expects it: the app, its var folder, the virtualenv.
+    home = workspace / "cron" / "home" / "cpuser"
+    app = home / PACKAGE
+    shutil.copytree(service, app, ignore=shutil.ignore_patterns("__pycache__"))
+    (home / f"{PACKAGE}-var").mkdir()
+    python_dir = home / "virtualenv" / PACKAGE / "3.11"
+    python_dir.parent.mkdir(parents=True)
+    python_dir.symlink_to(venv)
+    (app / ".env").write_text(
+        f"SERVICE_VAR_DIR=~/{PACKAGE}-var\nPAYMENTS_URL=http://127.0.0.1:9/\n"
+    )
+    env = {**os.environ, "HOME": str(home)}
+    python = str(python_dir / "bin" / "python")
+    subprocess.run([python, "-m", PACKAGE, "migrate"], cwd=app, env=env, check=True)
+    enqueued = subprocess.run(
+        [python, "-c", ENQUEUE], cwd=app, env=env, check=True, capture_output=True, text=True
+    )
+    payment_id = enqueued.stdout.strip()
+
+    command = cron_command("worker", service)
+    assert command.startswith(f"cd ~/{PACKAGE} && flock -n ")
+    assert "--max-seconds 50" in command
+    # As cron runs a line: /bin/sh, from the home folder.
+    first = subprocess.Popen(["/bin/sh", "-c", command], cwd=home, env=env)
+    time.sleep(1.0)  # the first holds the lock at once, and its handler takes 3 s
+    started = time.monotonic()
+    second = subprocess.run(["/bin/sh", "-c", command], cwd=home, env=env, check=False)
+    waited = time.monotonic() - started
+    assert second.returncode == 1  # flock -n: the lock is held, nothing ran
+    assert waited < 1.0
+    assert first.poll() is None  # the first is still at work
+    assert first.wait(timeout=60) == 0
+
+    handled = (app / "handled.txt").read_text().splitlines()
+    assert [line.split()[1] for line in handled] == [payment_id]
+    # The worker's log went where the line sends it, in the var folder.
+    assert (home / f"{PACKAGE}-var" / "worker.log").exists()

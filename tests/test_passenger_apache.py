@@ -610,3 +610,41 @@ def test_overlapping_cron_runs_of_the_worker_do_the_work_once(workspace, service
     assert [line.split()[1] for line in handled] == [payment_id]
     # The worker's log went where the line sends it, in the var folder.
     assert (home / f"{PACKAGE}-var" / "worker.log").exists()
+
+
+# What "Setup Python App" writes into the .htaccess of the application URL's folder.
+CPANEL_PASSENGER_LINES = """\
+# DO NOT REMOVE. CLOUDLINUX PASSENGER CONFIGURATION BEGIN
+PassengerAppRoot "{app}"
+PassengerBaseURI "/"
+PassengerPython "/home/cpuser/virtualenv/orders/3.11/bin/python"
+# DO NOT REMOVE. CLOUDLINUX PASSENGER CONFIGURATION END
+"""
+
+
+def start_up_log(app: Path, venv: Path) -> str:
+    """What passenger_wsgi.py writes to the Passenger log when Passenger loads it."""
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import passenger_wsgi"],
+        cwd=app,
+        env={**os.environ, "PAYMENTS_URL": "http://127.0.0.1:9"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stderr
+
+
+def test_an_app_root_that_is_its_urls_folder_is_reported_at_start_up(workspace, service, venv):
+    # A document root without a telling name (an addon domain's folder, ~/example.com): cPanel's
+    # Passenger lines in the app root's own .htaccess give it away.
+    app = workspace / "addon" / "home" / "cpuser" / "example.com"
+    shutil.copytree(service, app, ignore=shutil.ignore_patterns("__pycache__"))
+    assert "document root" not in start_up_log(app, venv)
+
+    htaccess = app / ".htaccess"
+    htaccess.write_text(CPANEL_PASSENGER_LINES.format(app=app) + htaccess.read_text())
+    log = start_up_log(app, venv)
+    assert f"the application root {app} is inside the web server's document root" in log
+    assert "(its .htaccess holds the Passenger lines of an application URL)" in log
+    assert LAYOUT_ADVICE in log

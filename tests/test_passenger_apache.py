@@ -202,7 +202,7 @@ LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 LoadModule authz_host_module /usr/lib/apache2/modules/mod_authz_host.so
 LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
 LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
-LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so
+{rewrite}LoadModule rewrite_module /usr/lib/apache2/modules/mod_rewrite.so
 LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
 LoadModule passenger_module {mod_passenger}
 TypesConfig /etc/mime.types
@@ -258,14 +258,16 @@ class Apache:
         return log.read_text(errors="replace") if log.exists() else ""
 
 
-def start_apache(workspace: Path, site: Site, venv: Path) -> Apache:
+def start_apache(
+    workspace: Path, site: Site, venv: Path, passenger: bool = True, rewrite: bool = True
+) -> Apache:
+    """Apache serving `site`: through Passenger unless `passenger` is false (a copy of the
+    service that no Setup Python App points at), with mod_rewrite unless `rewrite` is false."""
     port = free_port()
     run = workspace / f"apache-{port}"
     (run / "passenger").mkdir(parents=True)
     template = PASSENGER_AT_ROOT if site.base_uri == "/" else PASSENGER_UNDER_URI
-    passenger = template.format(
-        app=site.app, python=venv / "bin" / "python", base_uri=site.base_uri
-    )
+    lines = template.format(app=site.app, python=venv / "bin" / "python", base_uri=site.base_uri)
     conf = run / "httpd.conf"
     conf.write_text(
         HTTPD_CONF.format(
@@ -274,7 +276,8 @@ def start_apache(workspace: Path, site: Site, venv: Path) -> Apache:
             docroot=site.docroot,
             mod_passenger=MOD_PASSENGER,
             passenger_root=PASSENGER_ROOT,
-            passenger=passenger,
+            passenger=lines if passenger else "",
+            rewrite="" if rewrite else "# ",
         )
     )
     subprocess.run([str(APACHE), "-f", str(conf), "-k", "start"], check=True, capture_output=True)
@@ -313,9 +316,9 @@ def served(workspace: Path, service: Path, venv: Path) -> Iterator:
     """A function that installs the service in a layout and serves it; all stop afterwards."""
     started: list[Apache] = []
 
-    def serve(layout: str, var_outside: bool = False) -> tuple[Site, Apache]:
+    def serve(layout: str, var_outside: bool = False, **apache: bool) -> tuple[Site, Apache]:
         site = install(workspace, service, venv, layout, var_outside)
-        apache = start_apache(workspace, site, venv)
+        apache = start_apache(workspace, site, venv, **apache)
         started.append(apache)
         return site, apache
 
@@ -491,6 +494,29 @@ def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
     log = apache.passenger_log()
     assert "inside the web server's document root (it is inside public_html/)" in log
     assert LAYOUT_ADVICE in log
+
+
+@pytest.mark.parametrize(
+    "layout, apache, route_answer",
+    [
+        # A copy left in public_html that no Setup Python App serves: files are refused, other
+        # paths are not found.
+        ("folder", {"passenger": False}, 404),
+        # No mod_rewrite: nothing tells a route from a file, so everything is refused.
+        ("docroot", {"rewrite": False}, 403),
+    ],
+    ids=["folder-without-passenger", "docroot-without-mod-rewrite"],
+)
+def test_where_routes_cannot_work_every_request_is_refused_not_served(
+    served, layout, apache, route_answer
+):
+    site, server = served(layout, **apache)
+    for relative, (status, _, body) in probe(site, server).items():
+        assert status == 403 and REFUSAL in body, (relative, status, body[:80])
+        assert not served_content(site, relative, body) and not leaked_secrets(site, body)
+    route = requests.get(f"{server.url}{site.url_of_app}/livez", timeout=30)
+    assert route.status_code == route_answer
+    assert not leaked_secrets(site, route.content)
 
 
 def test_var_dir_outside_the_app_root_holds_the_keys_and_databases(served, venv):

@@ -637,6 +637,17 @@ def test_overlapping_cron_runs_of_the_worker_do_the_work_once(workspace, service
     # The worker's log went where the line sends it, in the var folder.
     assert (home / f"{PACKAGE}-var" / "worker.log").exists()
 
+    # The health check's line prints nothing when all is well: cron mails only problems.
+    check = subprocess.run(
+        ["/bin/sh", "-c", cron_command("check", service)],
+        cwd=home,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+
 
 # What "Setup Python App" writes into the .htaccess of the application URL's folder.
 CPANEL_PASSENGER_LINES = """\

@@ -490,6 +490,16 @@ def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
     assert refused.status_code == 403
     assert refused.headers["Content-Type"].startswith("application/problem+json")
 
+    if layout == "docroot":
+        # The certificate check that AutoSSL and Let's Encrypt run through the document root
+        # still finds the file they wrote (it is not the service's).
+        challenge = site.docroot / ".well-known" / "acme-challenge" / "c2hvZXN0cmluZw"
+        challenge.parent.mkdir(parents=True)
+        challenge.write_text("c2hvZXN0cmluZw.key-authorization")
+        os.chmod(challenge.parent.parent, 0o755)
+        answer = requests.get(f"{apache.url}/.well-known/acme-challenge/c2hvZXN0cmluZw", timeout=30)
+        assert (answer.status_code, answer.text) == (200, challenge.read_text())
+
     # The Passenger log says what is wrong and how to fix it.
     log = apache.passenger_log()
     assert "inside the web server's document root (it is inside public_html/)" in log
@@ -632,6 +642,8 @@ def test_overlapping_cron_runs_of_the_worker_do_the_work_once(workspace, service
     assert first.poll() is None  # the first is still at work
     assert first.wait(timeout=60) == 0
 
+    # The data went to the var folder the .env names with ~, none into the app root.
+    assert (home / f"{PACKAGE}-var" / "orders.db").exists() and not (app / "var").exists()
     handled = (app / "handled.txt").read_text().splitlines()
     assert [line.split()[1] for line in handled] == [payment_id]
     # The worker's log went where the line sends it, in the var folder.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,39 @@ def _parse_days(raw: str) -> float:
     return value
 
 
+def _parse_var_dir(raw: str) -> Path:
+    """`var` (the default: var/ in the service's folder), or an existing, writable folder."""
+    if raw.strip() in ("var", "var/"):
+        return Path("var")
+    path = Path(raw.strip()).expanduser()
+    if not path.is_absolute():
+        raise ValueError(
+            "must be an absolute path such as /home/cpuser/orders-var (a folder outside the "
+            "service's folder, so that no web server serving that folder reaches it)"
+        )
+    if not path.is_dir():
+        raise ValueError(f"is not a folder: create it (mkdir -m 700 {path}) or fix the path")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"is not writable by this user (uid {os.getuid()}): fix its owner")
+    return path
+
+
+# The paths SERVICE_VAR_DIR moves: `var/...` relative to the service's folder.
+_SQLITE_IN_VAR = re.compile(r"^(sqlite(?:\+\w+)?:///)var/")
+
+
+def _move_var(values: dict[str, Any], var_dir: Path) -> None:
+    """Point the SQLite database and the signing keys written as `var/...` into `var_dir`."""
+    url = values.get("DATABASE_URL")
+    if url is not None:
+        values["DATABASE_URL"] = _SQLITE_IN_VAR.sub(lambda m: f"{m[1]}{var_dir}/", url)
+    keys_dir = values.get("SERVICE_KEYS_DIR")
+    if keys_dir is not None and not Path(keys_dir).is_absolute():
+        parts = Path(keys_dir).parts
+        if parts and parts[0] == "var":
+            values["SERVICE_KEYS_DIR"] = str(var_dir.joinpath(*parts[1:]))
+
+
 def _parse_claim_method(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("auto", "skip_locked", "compare_and_set"):
@@ -112,6 +146,13 @@ SETTINGS: list[Setting] = [
         _parse_database_url,
         "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
         secret=True,
+    ),
+    Setting(
+        "SERVICE_VAR_DIR",
+        "var",
+        _parse_var_dir,
+        "folder of the service's signing keys and SQLite databases: `var/` in DATABASE_URL and "
+        "SERVICE_KEYS_DIR means this folder. Outside the service's folder on shared hosting",
     ),
     Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     Setting(
@@ -246,6 +287,9 @@ def _parse(
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     problems: list[str] = []
+    if {"DATABASE_URL", "SERVICE_KEYS_DIR"} & {rule.name for rule in rules}:
+        # Where `var/` is decides where those two point, so it is checked whenever they are.
+        rules = rules + [r for r in SETTINGS if r.name == "SERVICE_VAR_DIR" and r not in rules]
     for rule in rules:
         raw = source.get(rule.name, "")
         if raw.strip() == "":
@@ -260,4 +304,6 @@ def _parse(
             problems.append(f"{rule.name}={shown!r}: {exc}")
     if problems:
         raise SettingsError(problems, env_file)
+    if values.get("SERVICE_VAR_DIR", Path("var")).is_absolute():
+        _move_var(values, values["SERVICE_VAR_DIR"])
     return values

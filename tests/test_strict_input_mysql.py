@@ -589,7 +589,15 @@ def test_what_waitress_refuses_by_itself_is_listed_in_the_readme(notes: Notes):
     huge_header = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n"
     non_ascii = b"GET /v1/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     gzip = b"GET /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
-    for request, status in ((huge_header, 431), (non_ascii, 400), (gzip, 501)):
+    two_gib = b"POST /v1/notes HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n"
+    bad_chunk = b"POST /v1/notes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    for request, status in (
+        (huge_header, 431),
+        (non_ascii, 400),
+        (gzip, 501),
+        (two_gib, 413),
+        (bad_chunk, 400),
+    ):
         answered, content_type = raw_request(notes, request)
         assert (answered, content_type.split(";")[0]) == (status, "text/plain")
         assert status in documented, (status, documented)

@@ -32,7 +32,7 @@ def test_strings_stay_strings_when_they_do_not_fit_so_validation_names_them():
     assert coerce("007", {"type": "string"}) == "007"
     assert coerce("", OPTIONAL_INT) is None
     # float() would read these; a JSON body could not hold them as numbers.
-    for text in ("1_000", " 12", "\u0661\u0662", "inf", "0x10"):
+    for text in ("1_000", " 12", "12\n", "\u0661\u0662", "inf", "0x10"):
         assert coerce(text, {"type": "number"}) == text
 
 

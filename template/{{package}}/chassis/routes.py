@@ -343,10 +343,10 @@ def coerce(raw: str, schema: Any) -> Any:
         return raw
     if raw == "" and "null" in types:
         return None
-    if ("integer" in types or "number" in types) and _INTEGER.match(raw):
+    if ("integer" in types or "number" in types) and _INTEGER.fullmatch(raw):
         why = jsonbody.integer_refusal(raw)
         return int(raw) if why is None else jsonbody.Refused(why)
-    if "number" in types and _NUMBER.match(raw):
+    if "number" in types and _NUMBER.fullmatch(raw):
         why = jsonbody.number_refusal(raw)
         return float(raw) if why is None else jsonbody.Refused(why)
     if "boolean" in types and raw.lower() in _BOOLEANS:

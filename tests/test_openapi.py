@@ -209,3 +209,45 @@ def test_a_declared_max_length_reaches_the_document():
     validate_openapi(document)
     body = document["components"]["schemas"]["create_order.request"]
     assert body["properties"]["note"]["maxLength"] == 10
+
+
+def body_spec() -> dict[str, Any]:
+    """The orders spec with three more POSTs: no request fields, a path parameter only, and
+    optional fields only."""
+    spec = spec_of("orders")
+    base = {key: value for key, value in spec["endpoints"][0].items() if key != "request"}
+    empty = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+    optional = {**empty, "properties": {"note": {"type": ["string", "null"]}}}
+    path_only = {
+        **empty,
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    }
+    spec["endpoints"] += [
+        {**base, "name": "ping", "path": "/v1/ping", "request": empty, "path_params": []},
+        {**base, "name": "annotate", "path": "/v1/notes", "request": optional, "path_params": []},
+        {
+            **base,
+            "name": "cancel",
+            "path": "/v1/orders/{order_id}/cancel",
+            "request": path_only,
+            "path_params": ["order_id"],
+        },
+    ]
+    return spec
+
+
+def test_a_body_is_required_only_when_it_has_required_fields():
+    # The chassis reads a missing body as {}: required fields then get 422, none is fine.
+    document = openapi_document(body_spec(), version="test")
+    validate_openapi(document)
+    found = operations(document)
+    required = {
+        name: operation["requestBody"]["required"]
+        for name, (_, _, operation) in found.items()
+        if "requestBody" in operation
+    }
+    assert required == {"create_order": True, "ping": False, "annotate": False, "cancel": False}
+    _, _, cancel = found["cancel"]
+    body = resolve(document, cancel["requestBody"]["content"]["application/json"]["schema"])
+    assert body["properties"] == {} and body["required"] == []  # the path carries order_id

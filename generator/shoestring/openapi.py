@@ -56,7 +56,9 @@ PROBLEMS: dict[str, str] = {
     "400": (
         "The request is malformed: a body that is not JSON this service accepts (a syntax error, "
         "a duplicate key, NaN or Infinity, a number beyond 64 bits, nesting deeper than 64 "
-        "levels; `errors` points at each place), or an unusable Idempotency-Key header."
+        "levels; `errors` points at each place), a number in the path or the query string "
+        "beyond those same bounds (an integer outside the signed 64-bit range, a number over 100 "
+        "characters or beyond a double), or an unusable Idempotency-Key header."
     ),
     "401": "The bearer token is missing, expired or not valid for this service.",
     "403": "The token lacks a scope this operation requires.",
@@ -210,11 +212,13 @@ def _operation(
             _parameter(field, "query", properties[field], required=field in required)
             for field in other_fields
         ]
-    elif other_fields or not properties:
+    else:
+        # The chassis reads an absent body as `{}`: the body is required exactly when the
+        # object has required fields (without one, the answer is 422 naming each of them).
         body = _without(request, path_params)
         schemas[f"{name}.request"] = body
         operation["requestBody"] = {
-            "required": True,
+            "required": bool(body.get("required")),
             "content": {"application/json": {"schema": _ref(f"{name}.request")}},
         }
     if endpoint.get("idempotent"):

@@ -9,6 +9,7 @@ import uuid
 
 from jsonschema import Draft202012Validator
 
+from orders.chassis.jsonbody import Refused
 from orders.chassis.routes import coerce
 from orders.chassis.schemas import to_jsonable, validation_errors
 
@@ -30,6 +31,22 @@ def test_strings_stay_strings_when_they_do_not_fit_so_validation_names_them():
     assert coerce("nan", {"type": "number"}) == "nan"
     assert coerce("007", {"type": "string"}) == "007"
     assert coerce("", OPTIONAL_INT) is None
+    # float() would read these; a JSON body could not hold them as numbers.
+    for text in ("1_000", " 12", "12\n", "\u0661\u0662", "inf", "0x10"):
+        assert coerce(text, {"type": "number"}) == text
+
+
+def test_numbers_beyond_what_a_json_body_holds_are_refused_not_read():
+    assert coerce("9223372036854775807", {"type": "integer"}) == 2**63 - 1
+    for text, schema in (
+        ("9223372036854775808", {"type": "integer"}),
+        ("-9223372036854775809", OPTIONAL_INT),
+        ("9" * 30, {"type": "number"}),
+        ("1e400", {"type": "number"}),
+        ("1" * 5000, {"type": "integer"}),
+    ):
+        refused = coerce(text, schema)
+        assert isinstance(refused, Refused), text
 
 
 SCHEMA = {

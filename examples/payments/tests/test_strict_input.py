@@ -6,7 +6,11 @@ problem+json that says where and what to send instead, and never with a 500.
 - valid JSON that breaks the request schema (`true` where an integer belongs): 422;
 - too large: 413, also for a chunked body without Content-Length; not JSON: 415;
 - a value the database refuses to store (strict mode: too long, out of range): 422 pointing at
-  the request field it came from, or 500 without a traceback when the handler computed it.
+  the request field it came from, or 500 without a traceback when the handler computed it;
+- the same rules in every place: a `date` or `date-time` must exist in a body, a query string, a
+  path, a message received or published; a number in a query string or a path has the bounds
+  of a body's numbers (400); each refusal says what is true of it;
+- a body is required where the served OpenAPI document says so, and only there.
 """
 
 from __future__ import annotations
@@ -17,15 +21,24 @@ import secrets
 import uuid
 
 import pytest
-from conftest import bearer
+from conftest import bearer, peer_issuers, settings_for
 from jsonschema import Draft202012Validator
+from messaging_helpers import TRACEPARENT, clean_tables, rows
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from payments import create_app
+from payments.chassis import inbox, outbox
 from payments.chassis.app import load_handlers
+from payments.chassis.events import Catalog, InvalidMessage, envelope
 from payments.chassis.examples import example_for
 from payments.chassis.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
-from payments.chassis.schemas import Endpoint, endpoints, validation_errors
+from payments.chassis.schemas import (
+    Endpoint,
+    compile_check,
+    endpoints,
+    validation_errors,
+    validator_for,
+)
 
 WITH_BODY = [endpoint for endpoint in endpoints() if endpoint.has_body]
 needs_body_endpoint = pytest.mark.skipif(not WITH_BODY, reason="no endpoint takes a JSON body")
@@ -363,3 +376,222 @@ def test_the_quick_request_check_never_accepts_what_jsonschema_refuses(endpoint)
     for candidate in candidates:
         if quick(candidate):
             assert endpoint.request_validator.is_valid(candidate), candidate
+
+
+# -- dates and times that exist, wherever data is checked ----------------------------------------
+
+DAY = {"type": "string", "format": "date"}
+MOMENT = {"type": "string", "format": "date-time"}
+DAYS = {
+    "2024-02-29": True,  # a leap year
+    "2023-02-29": False,
+    "2026-02-31": False,
+    "2024-04-31": False,
+    "2024-12-31": True,
+    "2024-00-10": False,
+    "2024-13-01": False,
+    "0000-01-01": False,
+    "2024-5-01": False,
+    "\uff12\uff10\uff12\uff14-05-01": False,  # digits, but not ASCII ones
+    "20240501": False,
+}
+MOMENTS = {
+    "2024-05-01T12:30:00Z": True,
+    "2024-05-01t12:30:00.123456z": True,
+    "2024-05-01 12:30:00+02:00": True,
+    "2024-02-29T23:59:59-23:59": True,
+    "2023-02-29T12:00:00Z": False,
+    "2024-05-01T10:00:60Z": False,  # a leap second
+    "2024-05-01T24:00:00Z": False,
+    "2024-05-01T12:60:00Z": False,
+    "2024-05-01T12:30:00+24:00": False,
+    "2024-05-01T12:30Z": False,
+    "2024-05-01T12:30:00": False,  # no offset
+}
+
+
+@pytest.mark.parametrize("value", list(DAYS))
+def test_a_date_must_be_a_day_of_the_calendar(value):
+    assert validator_for(DAY).is_valid(value) is DAYS[value]
+    assert compile_check(DAY)(value) is DAYS[value]  # the quick check agrees
+
+
+@pytest.mark.parametrize("value", list(MOMENTS))
+def test_a_date_time_must_be_a_moment_that_exists(value):
+    assert validator_for(MOMENT).is_valid(value) is MOMENTS[value]
+    assert compile_check(MOMENT)(value) is MOMENTS[value]
+
+
+def test_a_date_that_does_not_exist_is_told_why():
+    errors = validation_errors(validator_for(DAY), "2023-02-29")
+    assert errors == [
+        {"pointer": "", "detail": "is not a day of the calendar: February 2023 has 28 days"}
+    ]
+    [leap] = validation_errors(validator_for(MOMENT), "2016-12-31T23:59:60Z")
+    assert "leap second" in leap["detail"]
+
+
+STAMPED = {
+    "type": "object",
+    "properties": {"on": DAY, "at": MOMENT},
+    "required": ["on", "at"],
+    "additionalProperties": False,
+}
+STAMPS = Catalog.load(
+    {
+        "service": {"name": "testsvc"},
+        "messages": {"test.stamped": {"to": ["peer_a"], "versions": {"1": {"schema": STAMPED}}}},
+        "subscriptions": [
+            {"message": "test.stamped", "version": 1, "from": "peer_a", "schema": STAMPED}
+        ],
+        "retry_policies": {},
+    }
+)
+
+
+def stamped(on: str, at: str = "2024-05-01T12:30:00Z") -> dict:
+    return envelope(
+        source="peer_a",
+        type_="test.stamped",
+        version=1,
+        data={"on": on, "at": at},
+        dataschema="urn:test:stamped.v1",
+        traceparent=TRACEPARENT,
+    )
+
+
+@pytest.fixture
+def mdb(db):
+    yield from clean_tables(db)
+
+
+def test_the_inbox_rejects_a_message_with_a_date_that_does_not_exist(database_url, mdb):
+    app = create_app(settings_for(database_url, TRUSTED_ISSUERS=peer_issuers("peer_a")))
+    app.extensions[inbox.EXTENSION] = STAMPS
+    events = [stamped("2026-02-31"), stamped("2024-02-29", at="2024-05-01T10:00:60Z"),
+              stamped("2024-02-29")]
+    headers = {
+        **bearer([inbox.DELIVER_SCOPE], subject="peer_a", issuer="peer_a"),
+        "Content-Type": inbox.BATCH_CONTENT_TYPE,
+    }
+    response = app.test_client().post(inbox.INBOX_PATH, data=json.dumps(events), headers=headers)
+    results = response.get_json()["results"]
+    assert [result["status"] for result in results] == ["rejected", "rejected", "accepted"]
+    assert "/on is not a day of the calendar" in results[0]["detail"]
+    assert "/at has second 60" in results[1]["detail"]
+    assert [row["message_id"] for row in rows(mdb)] == [events[2]["id"]]
+
+
+def test_publishing_a_date_that_does_not_exist_raises_before_anything_is_written():
+    outgoing = outbox.Outgoing()
+    with pytest.raises(InvalidMessage, match="/on is not a day of the calendar"):
+        outbox.publish(outgoing, STAMPS, "test.stamped", 1, {"on": "2023-02-29", "at":
+                       "2024-05-01T12:30:00Z"}, traceparent=TRACEPARENT)
+    assert len(outgoing) == 0
+    outbox.publish(outgoing, STAMPS, "test.stamped", 1, {"on": "2024-02-29", "at":
+                   "2024-05-01T12:30:00Z"}, traceparent=TRACEPARENT)
+    assert len(outgoing) == 1
+
+
+# -- the query string and the path: the bounds of a body ----------------------------------------
+
+
+def _query_integer(endpoint: Endpoint) -> str | None:
+    for name, schema in endpoint.request.get("properties", {}).items():
+        types = schema.get("type", []) if isinstance(schema, dict) else []
+        types = [types] if isinstance(types, str) else types
+        if "integer" in types:
+            return name
+    return None
+
+
+WITH_QUERY_INTEGER = [
+    endpoint for endpoint in endpoints() if not endpoint.has_body and _query_integer(endpoint)
+]
+
+
+@pytest.mark.skipif(not WITH_QUERY_INTEGER, reason="no endpoint reads an integer from the URL")
+@pytest.mark.parametrize("literal", ["99999999999999999999999", "-9223372036854775809", "7" * 5000])
+def test_an_integer_in_the_url_beyond_a_bodys_bounds_gets_400_naming_it(client, literal):
+    endpoint = WITH_QUERY_INTEGER[0]
+    name = _query_integer(endpoint)
+    data = example_for(endpoint.request)
+    data[name] = literal
+    path = endpoint.path
+    query = {}
+    for field, value in data.items():
+        if field in endpoint.path_params:
+            path = path.replace("{" + field + "}", str(value))
+        else:
+            query[field] = value
+    response = client.open(
+        path, method=endpoint.method, query_string=query, headers=headers_for(endpoint)
+    )
+    body = problem_of(response, 400)
+    assert [error["pointer"] for error in body["errors"]] == [f"/{name}"]
+    # The words a JSON body gets for the same number.
+    in_a_body = refusal(b"[" + literal.encode() + b"]").errors or []
+    assert body["errors"][0]["detail"] == in_a_body[0]["detail"]
+
+
+# -- each refusal says what is true of it ---------------------------------------------------------
+
+HINTS = [
+    ({"type": "integer", "minimum": 3}, 1, "must be at least 3"),
+    ({"type": "integer", "maximum": 3}, 9, "must be at most 3"),
+    ({"type": "number", "exclusiveMinimum": 0}, 0, "must be greater than 0"),
+    ({"type": "number", "exclusiveMaximum": 1}, 1, "must be less than 1"),
+    ({"type": "integer", "multipleOf": 5}, 7, "must be a multiple of 5"),
+    ({"type": "string", "minLength": 2}, "a", "is too short: send at least 2 characters"),
+    ({"type": "string", "maxLength": 1}, "ab", "is too long: send at most 1 character"),
+    ({"type": "string", "pattern": "^[a-z]+$"}, "A1",
+     "does not have the required form (the pattern ^[a-z]+$)"),
+    ({"type": "string", "enum": ["a", "b"]}, "c", 'must be one of "a", "b"'),
+    ({"const": "yes"}, "no", 'must be "yes"'),
+    ({"type": "array", "minItems": 1}, [], "has too few items: send at least 1"),
+    ({"type": "array", "maxItems": 1}, [1, 2], "has too many items: send at most 1"),
+    ({"type": "array", "uniqueItems": True}, [1, 1],
+     "has an item more than once: send each item once"),
+    ({"type": "string"}, 5, "must be of type string, not 5"),
+    ({"anyOf": [{"type": "string", "maxLength": 2}, {"type": "null"}]}, 5,
+     "must be of type string or null, not 5"),
+    ({"anyOf": [{"type": "string", "maxLength": 2}, {"type": "null"}]}, "abc",
+     "is too long: send at most 2 characters"),
+    (DAY, "2026-02-31", "is not a day of the calendar: February 2026 has 28 days"),
+    (DAY, "31.12.2024", "must be a date written YYYY-MM-DD, such as 2024-05-01"),
+]
+
+
+@pytest.mark.parametrize("schema, value, detail", HINTS, ids=[str(i) for i in range(len(HINTS))])
+def test_each_keyword_gets_a_detail_true_for_it(schema, value, detail):
+    wrapped = {"type": "object", "properties": {"x": schema}}
+    assert validation_errors(validator_for(wrapped), {"x": value}) == [
+        {"pointer": "/x", "detail": detail}
+    ]
+
+
+def test_a_date_with_the_form_of_a_compact_date_gets_one_error_not_two():
+    # A compact `date` carries a pattern too; when the date does not exist the format says why,
+    # and the pattern's complaint is left out.
+    schema = {**DAY, "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"}
+    wrapped = {"type": "object", "properties": {"x": schema}}
+    assert validation_errors(validator_for(wrapped), {"x": "2024-13-45"}) == [
+        {"pointer": "/x", "detail": "has month 13: months go from 01 to 12"}
+    ]
+
+
+# -- the OpenAPI document and the server agree on request bodies ----------------------------------
+
+
+@needs_body_endpoint
+@pytest.mark.parametrize("endpoint", WITH_BODY, ids=lambda endpoint: endpoint.name)
+def test_a_body_is_required_exactly_where_the_served_document_says(client, endpoint):
+    document = client.get("/openapi.json").get_json()
+    operation = document["paths"][endpoint.path][endpoint.method.lower()]
+    headers = headers_for(endpoint)
+    response = client.open(url_of(endpoint), method=endpoint.method, headers=headers)
+    if operation["requestBody"]["required"]:
+        body = problem_of(response, 422)
+        assert all(error["detail"] == "is required" for error in body["errors"])
+    else:
+        assert response.status_code == endpoint.status, response.get_data(as_text=True)

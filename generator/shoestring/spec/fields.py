@@ -8,7 +8,9 @@ description: ...}` takes any JSON Schema (draft 2020-12).
 
 Every object compiles to `{"type": "object", "properties": ..., "required": [...],
 "additionalProperties": false}`. String formats carry a `pattern` as well as a `format`, so a
-validator enforces them without the optional format-checker packages.
+validator enforces their form without the optional format-checker packages; the service also
+checks that a `date` or `datetime` exists (no 2026-02-31, no leap second), which no pattern can
+say.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ VALUE_REFUSED = {
     1292: "is not a valid date or time",  # ER_TRUNCATED_WRONG_VALUE
     1265: "is not one of the values that can be stored",  # WARN_DATA_TRUNCATED (ENUM, SET)
 }
+# What SQLite's STRICT tables refuse: a value of another type than the column's.
+SQLITE_TYPE_REFUSED = "is not of the type that can be stored"
 # The column in those messages: 'title' (MySQL) or `db`.`table`.`title` (MariaDB).
 _MYSQL_COLUMN = re.compile(r"column (?:`[^`]*`\.)*[`']([^`']+)[`']")
 # SQLite STRICT tables: "cannot store TEXT value in INTEGER column orders.amount".
@@ -500,7 +502,7 @@ class SQLiteDialect(Dialect):
         if not isinstance(exc, sqlite3.IntegrityError):
             return None
         found = _SQLITE_COLUMN.search(str(exc))
-        return (found.group(1), "is not of the type that can be stored") if found else None
+        return (found.group(1), SQLITE_TYPE_REFUSED) if found else None
 
 
 def _mysql_errno(exc: BaseException) -> int | None:

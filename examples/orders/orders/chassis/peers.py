@@ -49,7 +49,7 @@ from .auth import AuthConfig
 from .breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore, Permit
 from .keys import KeyStore, mint_token
 from .problems import Problem
-from .schemas import GENERATED_DIR, GeneratedCodeMissing, load_service, to_jsonable
+from .schemas import GENERATED_DIR, GeneratedCodeMissing, load_service, to_jsonable, validator_for
 from .schemas import validation_errors as schema_errors
 
 log = logging.getLogger(__name__)
@@ -316,8 +316,8 @@ class Call:
     response_validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "request_validator", Draft202012Validator(self.request))
-        object.__setattr__(self, "response_validator", Draft202012Validator(self.response))
+        object.__setattr__(self, "request_validator", validator_for(self.request))
+        object.__setattr__(self, "response_validator", validator_for(self.response))
 
     @classmethod
     def from_model(cls, peer: str, name: str, model: Mapping[str, Any]) -> Call:

@@ -16,7 +16,6 @@ For each request to an endpoint of `_generated/service.json`:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from flask import Flask, Response, current_app, g, request
 from . import audit, auth, idempotency, jsonbody, ratelimit
 from .context import Context, runtime
 from .db import retry_on_deadlock
+from .dialect import SQLITE_TYPE_REFUSED, VALUE_REFUSED
 from .idempotency import Finish
 from .problems import Problem
 from .schemas import Endpoint, json_pointer, to_jsonable, validation_errors
@@ -33,6 +33,9 @@ from .schemas import Endpoint, json_pointer, to_jsonable, validation_errors
 Handler = Callable[[Context, dict[str, Any]], Any]
 
 _INTEGER = re.compile(r"^-?[0-9]+$")
+# A JSON number, as a query or path string may write one (float() would also take "1_000",
+# " 12 " and digits of other scripts).
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 
 
@@ -195,12 +198,26 @@ def value_refused(endpoint: Endpoint, data: Any, column: str, why: str) -> Excep
         )
         return ValueRefusedByDatabase(f"{endpoint.name}: column {column!r}: the value {why}")
     runtime().log.info("%s: the value of %s %s; %s", endpoint.name, pointer, why, hint)
+    advice = _REFUSAL_ADVICE.get(why, "send a value of the documented type and form")
     return Problem(
         422,
-        f"the value at {pointer} {why}: send a shorter or smaller value, or one of the "
-        "documented form",
+        f"the value at {pointer} {why}: {advice}",
         errors=[{"pointer": pointer, "detail": why}],
     )
+
+
+# What to send instead, for each reason `dialect.refused_value` gives.
+_REFUSAL_ADVICE = {
+    VALUE_REFUSED[1406]: "send a shorter value",
+    VALUE_REFUSED[1264]: "send a number within the range this field can hold",
+    VALUE_REFUSED[1366]: "send a value of the documented type",
+    VALUE_REFUSED[1292]: (
+        "send a date or time that exists, in the documented form (such as 2024-05-01 or "
+        "2024-05-01T12:30:00Z)"
+    ),
+    VALUE_REFUSED[1265]: "send one of the documented values",
+    SQLITE_TYPE_REFUSED: "send a value of the documented type",
+}
 
 
 class ValueRefusedByDatabase(Exception):
@@ -231,12 +248,26 @@ def json_response(body: Any, status: int) -> Response:
 
 
 def request_data(endpoint: Endpoint, path_values: Mapping[str, str]) -> Any:
-    """The data a handler sees: path parameters plus the query string or the JSON body."""
+    """The data a handler sees: path parameters plus the query string or the JSON body.
+
+    A number in the path or the query string meets the bounds a JSON body's numbers meet
+    (`jsonbody.integer_refusal`): beyond them, 400 naming the parameter, as for a body.
+    """
     data = read_json_body() if endpoint.has_body else read_query(endpoint.request)
+    path_data = {
+        name: coerce(raw, property_schema(endpoint.request, name))
+        for name, raw in path_values.items()
+    }
+    refused = _refused_places(path_data)
+    if isinstance(data, dict) and not endpoint.has_body:
+        refused += _refused_places(data)
+    if refused:
+        first = refused[0]
+        more = f" ({len(refused)} problems, listed in `errors`)" if len(refused) > 1 else ""
+        raise Problem(400, f"at {first['pointer']}: {first['detail']}{more}", errors=refused)
     if not isinstance(data, dict):
         return data  # a JSON array or scalar: validation reports it against the object schema
-    for name, raw in path_values.items():
-        value = coerce(raw, property_schema(endpoint.request, name))
+    for name, value in path_data.items():
         if name in data and data[name] != value:
             raise Problem(
                 422,
@@ -246,6 +277,18 @@ def request_data(endpoint: Endpoint, path_values: Mapping[str, str]) -> Any:
             )
         data[name] = value
     return data
+
+
+def _refused_places(data: dict[str, Any]) -> list[dict[str, str]]:
+    """The path or query values `coerce` refused, as {"pointer", "detail"}."""
+    found = []
+    for name, value in data.items():
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, jsonbody.Refused):
+                where = [name] if index is None else [name, index]
+                found.append({"pointer": json_pointer(where), "detail": item.detail})
+    return found
 
 
 def read_json_body() -> Any:
@@ -293,22 +336,19 @@ def _types(schema: Any) -> set[str]:
 
 def coerce(raw: str, schema: Any) -> Any:
     """A path or query string as the type the schema wants; left as text when it does not fit,
-    so that validation names the field and the expected type."""
+    so that validation names the field and the expected type. A number beyond what a JSON body
+    may hold becomes a `jsonbody.Refused` (see `request_data`)."""
     types = _types(schema)
     if not types or "string" in types:
         return raw
     if raw == "" and "null" in types:
         return None
-    if "integer" in types and _INTEGER.match(raw):
-        return int(raw)
-    if "number" in types:
-        try:
-            number = float(raw)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(number):
-                return int(number) if _INTEGER.match(raw) else number
+    if ("integer" in types or "number" in types) and _INTEGER.fullmatch(raw):
+        why = jsonbody.integer_refusal(raw)
+        return int(raw) if why is None else jsonbody.Refused(why)
+    if "number" in types and _NUMBER.fullmatch(raw):
+        why = jsonbody.number_refusal(raw)
+        return float(raw) if why is None else jsonbody.Refused(why)
     if "boolean" in types and raw.lower() in _BOOLEANS:
         return _BOOLEANS[raw.lower()]
     return raw

@@ -22,11 +22,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from .claim import DEFAULT_POLICY, RetryPolicy
 from .logs import utc_timestamp
-from .schemas import compile_check, load_service, to_jsonable, validation_errors
+from .schemas import compile_check, load_service, to_jsonable, validation_errors, validator_for
 
 SPECVERSION = "1.0"
 _TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[1-9][0-9]*)$")
@@ -193,7 +191,7 @@ class Catalog:
         key = (kind, type_, version)
         checks = self._validators.get(key)
         if checks is None:
-            checks = self._validators[key] = (compile_check(schema), Draft202012Validator(schema))
+            checks = self._validators[key] = (compile_check(schema), validator_for(schema))
         quick, validator = checks
         if quick is not None and quick(data):
             return data

@@ -64,8 +64,9 @@ class InvalidJSON(ValueError):
         self.errors = errors
 
 
-class _Refused:
-    """A value the parser met and refused; left in the document so the walk can point at it."""
+class Refused:
+    """A value the parser met and refused; left in the document so the walk can point at it.
+    (`routes` leaves them in query and path data the same way.)"""
 
     __slots__ = ("detail",)
 
@@ -112,37 +113,24 @@ def loads(raw: bytes) -> Any:
 
     def on_int(literal: str) -> Any:
         nonlocal refused
-        if len(literal) > MAX_NUMBER_LENGTH:
-            refused = True
-            return _Refused(_too_long(literal))
-        value = int(literal)
-        if INT_MIN <= value <= INT_MAX:
-            return value
+        why = integer_refusal(literal)
+        if why is None:
+            return int(literal)
         refused = True
-        return _Refused(
-            f"the integer {_excerpt(literal)} is outside the range this service accepts "
-            f"({INT_MIN} to {INT_MAX}, a signed 64-bit integer): send larger identifiers as "
-            "strings"
-        )
+        return Refused(why)
 
     def on_float(literal: str) -> Any:
         nonlocal refused
-        if len(literal) > MAX_NUMBER_LENGTH:
-            refused = True
-            return _Refused(_too_long(literal))
-        value = float(literal)
-        if math.isfinite(value):
-            return value
+        why = number_refusal(literal)
+        if why is None:
+            return float(literal)
         refused = True
-        return _Refused(
-            f"the number {_excerpt(literal)} is too large for a 64-bit float (at most about "
-            "1.8e308): send it as a string if it must be exact"
-        )
+        return Refused(why)
 
     def on_constant(name: str) -> Any:
         nonlocal refused
         refused = True
-        return _Refused(
+        return Refused(
             f"{name} is not a JSON number: send a finite number, or null when there is no value"
         )
 
@@ -189,7 +177,7 @@ def _walk(document: Any) -> Iterator[dict[str, str]]:
     stack: list[tuple[tuple[Any, ...], Any]] = [((), document)]
     while stack:
         path, value = stack.pop()
-        if isinstance(value, _Refused):
+        if isinstance(value, Refused):
             yield {"pointer": json_pointer(path), "detail": value.detail}
         elif isinstance(value, str):
             if _has_lone_surrogate(value):
@@ -227,6 +215,32 @@ def _has_lone_surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def integer_refusal(literal: str) -> str | None:
+    """Why the integer written as `literal` (ASCII digits, maybe a sign) is refused, or None.
+    The one bound on integers, wherever they come from: a JSON body, a query string, a path."""
+    if len(literal) > MAX_NUMBER_LENGTH:
+        return _too_long(literal)
+    if INT_MIN <= int(literal) <= INT_MAX:
+        return None
+    return (
+        f"the integer {_excerpt(literal)} is outside the range this service accepts "
+        f"({INT_MIN} to {INT_MAX}, a signed 64-bit integer): send larger identifiers as strings"
+    )
+
+
+def number_refusal(literal: str) -> str | None:
+    """Why the number written as `literal` (a JSON number with a fraction or an exponent) is
+    refused, or None: too many characters, or beyond a double."""
+    if len(literal) > MAX_NUMBER_LENGTH:
+        return _too_long(literal)
+    if math.isfinite(float(literal)):
+        return None
+    return (
+        f"the number {_excerpt(literal)} is too large for a 64-bit float (at most about "
+        "1.8e308): send it as a string if it must be exact"
+    )
 
 
 def _too_deep() -> str:

@@ -7,6 +7,7 @@ settings the spec adds. This module reads it once and validates data against its
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import decimal
 import functools
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -61,6 +62,114 @@ def load_service(path: Path = GENERATED_DIR / "service.json") -> dict[str, Any]:
         ) from exc
 
 
+# -- formats: dates and times that exist ------------------------------------------------------
+#
+# `date` and `datetime` fields compile to a pattern, which says how the text is written but not
+# whether the day or the time exists (2026-02-31, 10:00:60). These checks say that, for every
+# schema with `format: date` or `format: date-time`, wherever data is validated: request bodies,
+# query strings, path parameters, messages received and published. jsonschema's own checkers are
+# not used: its date-time needs an optional package and accepts leap seconds, which neither
+# Python's datetime nor a MySQL DATETIME column can hold. Other formats stay annotations.
+
+# RFC 3339 section 5.6, ASCII digits only (Python's \d would take other scripts' digits too).
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TIME = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})"
+    r":(?P<second>[0-9]{2})(?:\.[0-9]+)?(?:[Zz]|[+-](?P<off_hour>[0-9]{2}):(?P<off_minute>[0-9]{2}))"
+)
+DATE_EXAMPLE = "2024-05-01"
+DATE_TIME_EXAMPLE = "2024-05-01T12:30:00Z"
+
+
+def check_date(value: str) -> None:
+    """Raise ValueError, saying what to send, unless `value` is an RFC 3339 full-date of a day
+    that exists (2024-02-29 does, 2023-02-29 does not)."""
+    if not _FULL_DATE.fullmatch(value):
+        raise ValueError(f"must be a date written YYYY-MM-DD, such as {DATE_EXAMPLE}")
+    _check_day(value)
+
+
+def check_date_time(value: str) -> None:
+    """Raise ValueError, saying what to send, unless `value` is an RFC 3339 date-time whose day
+    and time exist: hours 00-23, minutes and seconds 00-59 (no leap second), offset at most
+    23:59."""
+    found = _DATE_TIME.fullmatch(value)
+    if found is None:
+        raise ValueError(
+            f"must be an RFC 3339 date-time such as {DATE_TIME_EXAMPLE} (date, T, time with "
+            "seconds, then Z or an offset such as +02:00)"
+        )
+    _check_day(found["date"])
+    if int(found["hour"]) > 23 or int(found["minute"]) > 59:
+        raise ValueError(
+            f"has no such time of day ({found['hour']}:{found['minute']}): hours go from 00 to "
+            "23 and minutes from 00 to 59"
+        )
+    if int(found["second"]) > 59:
+        raise ValueError(
+            f"has second {found['second']}, a leap second, which this service cannot store: "
+            "seconds go from 00 to 59 (send the next second, 00 of the next minute)"
+        )
+    if found["off_hour"] is not None and (
+        int(found["off_hour"]) > 23 or int(found["off_minute"]) > 59
+    ):
+        raise ValueError(
+            f"has no such offset from UTC ({found['off_hour']}:{found['off_minute']}): send "
+            "Z, or an offset from -23:59 to +23:59"
+        )
+
+
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+
+def _check_day(text: str) -> None:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        year, month, _day = (int(part) for part in text.split("-"))
+        if not 1 <= month <= 12:
+            raise ValueError(f"has month {month:02d}: months go from 01 to 12") from None
+        if year == 0:
+            raise ValueError("has year 0000: years go from 0001 to 9999") from None
+        days = calendar.monthrange(year, month)[1]
+        raise ValueError(
+            f"is not a day of the calendar: {_MONTHS[month - 1]} {year} has {days} days"
+        ) from None
+
+
+#: The formats checked wherever data is validated (the others are annotations).
+FORMATS = FormatChecker(formats=())
+FORMATS.checks("date", raises=ValueError)(lambda value: not isinstance(value, str)
+                                          or check_date(value) is None)
+FORMATS.checks("date-time", raises=ValueError)(lambda value: not isinstance(value, str)
+                                               or check_date_time(value) is None)
+_FORMAT_CHECKS: dict[str, Callable[[str], None]] = {
+    "date": check_date,
+    "date-time": check_date_time,
+}
+
+
+def validator_for(schema: Any) -> Draft202012Validator:
+    """The validator of `schema`: JSON Schema 2020-12 with the checked formats."""
+    return Draft202012Validator(schema, format_checker=FORMATS)
+
+
+def _conforms(check: Callable[[str], None]) -> Callable[[Any], bool]:
+    def conforms(value: Any) -> bool:
+        if not isinstance(value, str):
+            return True  # format applies to strings only
+        try:
+            check(value)
+        except ValueError:
+            return False
+        return True
+
+    return conforms
+
+
 # -- a quick check for the schemas the spec compiles to -------------------------------------
 #
 # Every request and response is validated, and every message on the way out (publish, enqueue)
@@ -84,7 +193,7 @@ _ANNOTATIONS = {
     "readOnly",
     "writeOnly",
     "format",
-}  # format: annotation in 2020-12
+}  # format: an annotation, except for the formats in FORMATS (checked below)
 _QUICK_KEYWORDS = {
     "type",
     "properties",
@@ -182,6 +291,8 @@ def compile_check(schema: Any) -> Callable[[Any], bool] | None:
         if not choices or any(choice is None for choice in choices):
             return None
         checks.append(lambda value: any(choice(value) for choice in choices))
+    if schema.get("format") in _FORMAT_CHECKS:
+        checks.append(_conforms(_FORMAT_CHECKS[schema["format"]]))
     if "pattern" in schema:
         search = re.compile(schema["pattern"]).search
         checks.append(lambda value: not isinstance(value, str) or search(value) is not None)
@@ -266,8 +377,8 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         # Frozen dataclass: validators are built once here rather than per request.
-        object.__setattr__(self, "request_validator", Draft202012Validator(self.request))
-        object.__setattr__(self, "response_validator", Draft202012Validator(self.response))
+        object.__setattr__(self, "request_validator", validator_for(self.request))
+        object.__setattr__(self, "response_validator", validator_for(self.response))
         object.__setattr__(self, "request_check", compile_check(self.request))
         object.__setattr__(self, "response_check", compile_check(self.response))
 
@@ -341,6 +452,7 @@ def validation_errors(
 def _describe(error: ValidationError) -> list[dict[str, str]]:
     where = list(error.absolute_path)
     instance = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "required" and isinstance(instance, dict):
         return [
             {"pointer": json_pointer([*where, name]), "detail": "is required"}
@@ -348,7 +460,7 @@ def _describe(error: ValidationError) -> list[dict[str, str]]:
             if name not in instance
         ]
     if error.validator == "additionalProperties" and isinstance(instance, dict):
-        known = set(error.schema.get("properties", {}))
+        known = set(schema.get("properties", {}))
         allowed = ", ".join(sorted(known)) or "none"
         return [
             {
@@ -357,30 +469,114 @@ def _describe(error: ValidationError) -> list[dict[str, str]]:
             }
             for name in sorted(set(instance) - known)
         ]
+    if error.validator == "pattern" and not _conforms_to_format(schema, instance):
+        return []  # the format's own error says more precisely what is wrong
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return _describe_choice(error)
     return [{"pointer": json_pointer(where), "detail": _friendly(error)}]
+
+
+def _conforms_to_format(schema: dict[str, Any], instance: Any) -> bool:
+    check = _FORMAT_CHECKS.get(schema.get("format"))  # type: ignore[arg-type]
+    return check is None or _conforms(check)(instance)
+
+
+_NULL = {"type": "null"}
+
+
+def _describe_choice(error: ValidationError) -> list[dict[str, str]]:
+    """anyOf/oneOf: what each allowed form found wrong. An optional field (`anyOf: [schema,
+    {type: null}]`) reads as the one form it has, which may also be null."""
+    branches: dict[int, list[ValidationError]] = {}
+    for suberror in error.context or ():
+        branches.setdefault(int(suberror.relative_schema_path[0]), []).append(suberror)
+    choices = error.validator_value
+    nullable = _NULL in choices
+    forms = {index: found for index, found in branches.items() if choices[index] != _NULL}
+    described = {
+        index: [entry for suberror in found for entry in _describe(suberror)]
+        for index, found in forms.items()
+    }
+    pointer = json_pointer(error.absolute_path)
+    if len(described) == 1:
+        (entries,) = described.values()
+        if nullable:
+            for entry in entries:
+                if entry["pointer"] == pointer and entry["detail"].startswith("must be of type "):
+                    kinds, _, rest = entry["detail"].removeprefix("must be of type ").partition(
+                        ", not "
+                    )
+                    entry["detail"] = f"must be of type {kinds} or null, not {rest}"
+        return entries
+    listed = "; ".join(
+        f"{entry['pointer'] or '/'} {entry['detail']}"
+        for entries in described.values()
+        for entry in entries[:1]
+    )
+    return [{"pointer": pointer, "detail": f"matches none of the allowed forms ({listed})"}]
 
 
 _FORMAT_EXAMPLES = {
     "uuid": "a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6",
-    "date-time": "an RFC 3339 date-time such as 2024-05-01T12:30:00Z",
-    "date": "a date such as 2024-05-01",
+    "date-time": f"an RFC 3339 date-time such as {DATE_TIME_EXAMPLE}",
+    "date": f"a date such as {DATE_EXAMPLE}",
     "decimal": 'a decimal number written as a string, such as "12.50"',
 }
 
 
+def _plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+# What each keyword's error says: what is wrong, in words true for that keyword, and what to
+# send instead. (jsonschema's own messages quote regular expressions and Python reprs.)
+_HINTS: dict[str, Callable[[Any, Any], str]] = {
+    "minimum": lambda bound, _value: f"must be at least {bound}",
+    "maximum": lambda bound, _value: f"must be at most {bound}",
+    "exclusiveMinimum": lambda bound, _value: f"must be greater than {bound}",
+    "exclusiveMaximum": lambda bound, _value: f"must be less than {bound}",
+    "multipleOf": lambda bound, _value: f"must be a multiple of {bound}",
+    "minLength": lambda bound, _value: (
+        f"is too short: send at least {_plural(bound, 'character')}"
+    ),
+    "maxLength": lambda bound, _value: (
+        f"is too long: send at most {_plural(bound, 'character')}"
+    ),
+    "minItems": lambda bound, _value: f"has too few items: send at least {bound}",
+    "maxItems": lambda bound, _value: f"has too many items: send at most {bound}",
+    "uniqueItems": lambda _bound, _value: "has an item more than once: send each item once",
+    "minProperties": lambda bound, _value: f"has too few fields: send at least {bound}",
+    "maxProperties": lambda bound, _value: f"has too many fields: send at most {bound}",
+    "const": lambda bound, _value: f"must be {json.dumps(bound)}",
+    "enum": lambda bound, _value: "must be one of " + ", ".join(json.dumps(c) for c in bound),
+    "pattern": lambda bound, _value: f"does not have the required form (the pattern {bound})",
+}
+
+
+def _says_format(schema: dict[str, Any]) -> bool:
+    """Whether a pattern failure means "not of the format": for the compact types' formats that
+    have no check of their own (a checked format's pattern fails alone only when a full-form
+    schema narrows the format; then the pattern itself is what is wrong)."""
+    name = schema.get("format")
+    return name in _FORMAT_EXAMPLES and name not in _FORMAT_CHECKS
+
+
 def _friendly(error: ValidationError) -> str:
-    """jsonschema's message, except where it would quote a regular expression at the reader."""
+    """A detail true for the keyword that failed, saying what to send."""
     schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "pattern" and schema.get("format") in _FORMAT_EXAMPLES:
+    keyword = error.validator
+    if keyword == "format" and error.cause is not None:
+        return str(error.cause)  # the format check's own words (check_date, ...)
+    if keyword == "pattern" and _says_format(schema):
         return f"must be {_FORMAT_EXAMPLES[schema['format']]}"
-    if error.validator == "enum":
-        choices = ", ".join(json.dumps(choice) for choice in error.validator_value)
-        return f"must be one of {choices}"
-    if error.validator == "type":
+    if keyword == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return f"must be of type {expected}, not {json.dumps(error.instance)}"
-    return error.message
+    hint = _HINTS.get(str(keyword))
+    if hint is not None:
+        return hint(error.validator_value, error.instance)
+    return f"does not match the field's schema ({keyword}): {error.message}"
 
 
 def to_jsonable(value: Any) -> Any:

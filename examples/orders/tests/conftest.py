@@ -200,8 +200,13 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def auth_headers():
-    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`."""
-    return bearer
+    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`, for
+    a new subject each time (a caller of its own) unless `subject=` names one."""
+
+    def headers(scopes: Iterable[str] = (), subject: str | None = None) -> dict[str, str]:
+        return bearer(scopes, subject=subject or new_subject())
+
+    return headers
 
 
 def request_headers(endpoint: Endpoint) -> dict[str, str]:

@@ -70,7 +70,7 @@ def run_suite(service: Path, database_url: str | None) -> list[ET.Element]:
 
 def assert_limits_were_proven(service: Path, cases: list[ET.Element]) -> None:
     """Each rate-limited endpoint of the spec got its 429 in the suite (ran, not skipped)."""
-    # The spec as the service reads it (`str?` in a flow mapping is no plain YAML).
+    # The endpoints as the generated service reads them.
     table = next(service.glob("*/_generated/service.json"))
     endpoints = json.loads(table.read_text())["endpoints"]
     limited = [endpoint["name"] for endpoint in endpoints if endpoint.get("rate_limit")]

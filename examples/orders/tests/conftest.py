@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import functools
+import ipaddress
+import itertools
 import json
 import os
 import secrets
@@ -156,22 +158,62 @@ def app(settings: Settings, db: Database) -> Flask:
     return create_app(settings)
 
 
+# Callers the tests play: every request of the suite comes from a token subject and an address
+# of its own, so it counts in rate-limit buckets nobody else fills. A spec may allow as little as
+# one request per minute per client, shared by every endpoint, or one per second per address;
+# tests that shared a caller would get 429s from each other. test_ratelimit.py sends many
+# requests as one caller on purpose, to prove the refusals.
+_CALLERS = itertools.count(1)
+_FIRST_ADDRESS = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544's range for tests: 2**17
+
+
+def new_subject() -> str:
+    """A token subject no other request of the test session uses."""
+    return f"tests-{next(_CALLERS)}"
+
+
+def new_address() -> str:
+    """A client address (REMOTE_ADDR) no other request of the test session uses."""
+    return str(ipaddress.IPv4Address(_FIRST_ADDRESS + next(_CALLERS) % 2**17))
+
+
+class CallerClient(FlaskClient):
+    """Flask's test client, each of whose requests comes from a new address (`new_address`)
+    unless it names its own: `environ_base={"REMOTE_ADDR": ...}`."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        if not args or isinstance(args[0], str):  # a URL, not a prepared environ or request
+            named = kwargs.get("environ_base") or {}
+            kwargs["environ_base"] = {"REMOTE_ADDR": new_address(), **named}
+        return super().open(*args, **kwargs)
+
+
+def client_of(app: Flask) -> FlaskClient:
+    """A test client of `app` whose requests each come from a new address (`CallerClient`)."""
+    return CallerClient(app, app.response_class, use_cookies=True)
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return client_of(app)
 
 
 @pytest.fixture
 def auth_headers():
-    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`."""
-    return bearer
+    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`, for
+    a new subject each time (a caller of its own) unless `subject=` names one."""
+
+    def headers(scopes: Iterable[str] = (), subject: str | None = None) -> dict[str, str]:
+        return bearer(scopes, subject=subject or new_subject())
+
+    return headers
 
 
 def request_headers(endpoint: Endpoint) -> dict[str, str]:
     """Headers a call to `endpoint` needs besides the body's Content-Type: a token granting the
-    endpoint's scopes, and a fresh Idempotency-Key for an idempotent endpoint (so every call is
-    a new operation)."""
-    headers = bearer(endpoint.scopes)
+    endpoint's scopes to a new subject (a caller of its own, see `new_subject`), and a fresh
+    Idempotency-Key for an idempotent endpoint (so every call is a new operation)."""
+    headers = bearer(endpoint.scopes, subject=new_subject())
     if endpoint.idempotent:
         headers["Idempotency-Key"] = str(uuid.uuid4())
     return headers

@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from conftest import request_headers
+from conftest import client_of, request_headers
 
 from orders import create_app
 from orders.chassis import Problem, audit
@@ -100,7 +100,7 @@ def call_first_endpoint(app):
     path = endpoint.path
     for name in endpoint.path_params:
         path = path.replace("{" + name + "}", str(data.pop(name)))
-    client = app.test_client()
+    client = client_of(app)
     headers = request_headers(endpoint)
     if endpoint.has_body:
         return client.open(path, method=endpoint.method, json=data, headers=headers)

@@ -3,10 +3,16 @@ once per Idempotency-Key and replays the stored response to retries.
 
 The handler is wrapped so that each run writes an audit row in its transaction: counting the
 rows counts the side effects that committed.
+
+A retry must come from the client that sent the key, and the spec's rate limit may rightly
+refuse it (one request per minute per client leaves no room for a retry): these tests lift the
+limits of the app they call (`lift_rate_limits`). test_ratelimit.py proves the limits, and that
+an idempotent request counts even when it is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -15,7 +21,7 @@ import pytest
 from conftest import bearer, settings_for
 
 from orders import create_app
-from orders.chassis import audit
+from orders.chassis import audit, ratelimit
 from orders.chassis.app import load_handlers
 from orders.chassis.examples import example_for
 from orders.chassis.schemas import Endpoint, endpoints
@@ -39,7 +45,16 @@ def counted_app(settings, endpoint: Endpoint, action: str, before=None):
             before()
         return real(ctx, data)
 
-    return create_app(settings, handlers={**load_handlers(), endpoint.name: counting})
+    app = create_app(settings, handlers={**load_handlers(), endpoint.name: counting})
+    lift_rate_limits(app)
+    return app
+
+
+def lift_rate_limits(app) -> None:
+    """Let every caller of `app` send as many requests as a test needs."""
+    limiter = app.extensions[ratelimit.EXTENSION]
+    for name, policy in limiter.policies.items():
+        limiter.policies[name] = dataclasses.replace(policy, limit=1_000_000)
 
 
 def runs(db, action: str) -> int:
@@ -47,16 +62,56 @@ def runs(db, action: str) -> int:
         return conn.fetchvalue("SELECT COUNT(*) FROM audit_log WHERE action = %s", (action,))
 
 
-def send(app, endpoint: Endpoint, key: str | None, subject: str = "tests", query: str = ""):
-    data = example_for(endpoint.request)
+def send(
+    app,
+    endpoint: Endpoint,
+    key: str | None,
+    subject: str = "tests",
+    data: dict | None = None,
+    query: dict | None = None,
+):
+    """Call `endpoint` with `data` (by default its example request) and `query` besides."""
+    data = dict(example_for(endpoint.request) if data is None else data)
     path = endpoint.path
     for name in endpoint.path_params:
         path = path.replace("{" + name + "}", str(data.pop(name)))
     headers = bearer(endpoint.scopes, subject=subject)
     if key is not None:
         headers["Idempotency-Key"] = key
-    body = {"json": data} if endpoint.has_body else {"query_string": data}
-    return app.test_client().open(path + query, method=endpoint.method, headers=headers, **body)
+    if endpoint.has_body:
+        body = {"json": data, "query_string": query or {}}
+    else:  # the request is the query string
+        body = {"query_string": {**data, **(query or {})}}
+    return app.test_client().open(path, method=endpoint.method, headers=headers, **body)
+
+
+def another_request(endpoint: Endpoint) -> tuple[dict, dict] | None:
+    """(data, query) of a valid request other than the example, or None when the endpoint
+    takes no request that could differ (no fields)."""
+    data = example_for(endpoint.request)
+    if endpoint.has_body:  # the same body, a query parameter more
+        return data, {"variant": "2"}
+    # The query string is the request: a parameter more would be one it does not declare.
+    for name, schema in endpoint.request.get("properties", {}).items():
+        value = other_value(schema, data.get(name))
+        if name in data and value is not None:
+            return {**data, name: value}, {}
+    return None
+
+
+def other_value(schema: dict, value):
+    """A valid value for `schema` other than `value`, where a simple rule finds one."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if len(schema.get("enum", [])) > 1:
+        return next(choice for choice in schema["enum"] if choice != value)
+    if schema.get("format") == "uuid":
+        return str(uuid.uuid4())
+    if "boolean" in types and isinstance(value, bool):
+        return not value
+    if "integer" in types and isinstance(value, int):
+        return value + 1 if value + 1 <= schema.get("maximum", value + 1) else value - 1
+    return None
 
 
 def new_action() -> str:
@@ -79,10 +134,13 @@ def test_a_retry_with_the_same_key_replays_the_response_and_runs_once(settings, 
 
 @pytest.mark.parametrize("endpoint", IDEMPOTENT, ids=by_name)
 def test_the_same_key_for_a_different_request_is_422(settings, db, endpoint):
+    other_request = another_request(endpoint)
+    if other_request is None:
+        pytest.skip(f"{endpoint.name} takes no request fields: every request is the same")
     action, key = new_action(), str(uuid.uuid4())
     app = counted_app(settings, endpoint, action)
     assert send(app, endpoint, key).status_code == endpoint.status
-    other = send(app, endpoint, key, query="?variant=2")  # another request: the query differs
+    other = send(app, endpoint, key, data=other_request[0], query=other_request[1])
     assert other.status_code == 422
     assert other.mimetype == "application/problem+json"
     assert "different request" in other.get_json()["detail"]
@@ -163,7 +221,8 @@ def test_an_expired_key_may_be_used_again(database_url, db, endpoint):
     app = counted_app(settings_for(database_url, IDEMPOTENCY_TTL_SECONDS="1"), endpoint, action)
     assert send(app, endpoint, key).status_code == endpoint.status
     time.sleep(1.1)
-    again = send(app, endpoint, key, query="?variant=2")  # even for another request
+    data, query = another_request(endpoint) or (None, None)  # even for another request
+    again = send(app, endpoint, key, data=data, query=query)
     assert again.status_code == endpoint.status
     assert "Idempotent-Replayed" not in again.headers
     assert runs(db, action) == 2

@@ -8,10 +8,8 @@ own token subject and address), so tests never eat into each other's quota.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from conftest import bearer, request_headers
+from conftest import bearer, new_address, new_subject, request_headers
 
 from orders import create_app
 from orders.chassis import ratelimit
@@ -32,8 +30,7 @@ def by_name(endpoint: Endpoint) -> str:
 
 def new_client() -> tuple[str, str]:
     """A token subject and an address nobody else uses."""
-    number = uuid.uuid4().int
-    return f"client-{uuid.uuid4().hex}", f"198.18.{number % 256}.{(number >> 8) % 254 + 1}"
+    return new_subject(), new_address()
 
 
 def send(app, endpoint: Endpoint, subject: str, address: str, **headers: str):
@@ -159,7 +156,7 @@ def test_no_second_burst_right_after_a_window_boundary(db):
     limiter = ratelimit.RateLimiter(
         {policy.name: policy}, ratelimit.DatabaseStorage(db), clock=clock
     )
-    subject = f"client-{uuid.uuid4().hex}"
+    subject = new_subject()
     assert all(limiter.check(policy.name, subject, "x").allowed for _ in range(10))
     clock.now += 0.2
     assert not any(limiter.check(policy.name, subject, "x").allowed for _ in range(10))

@@ -1,0 +1,92 @@
+"""A service generated from any valid spec passes its own test suite straight away.
+
+The specs here are the shapes that once broke a generated suite: rate limits of one request per
+minute shared by every endpoint and one per second per address (tests that shared a caller got
+429s from each other), idempotent endpoints read from the query string, optional integers, only
+GETs, no messages, no endpoints at all. Each service is generated with `shoestring new` and its
+suite runs in a subprocess, as its developer runs it, on SQLite and on the MariaDB/MySQL server.
+The suite's JUnit report must list no failure and no error, and where the spec limits an
+endpoint, the suite's own proof that the limit refuses the request over it must have run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import run_shoestring
+
+SPECS = Path(__file__).resolve().parent / "specs" / "valid"
+# The example services, everything.yaml and local_jobs.yaml run in test_new_end_to_end.py.
+SPEC_NAMES = ["tiny_limits", "reads_by_address", "query_shapes", "minimal"]
+# The test of the generated suite that proves a limit: one case per rate-limited endpoint.
+PROOF_OF_LIMITS = "test_the_request_over_the_limit_gets_429_with_retry_after"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=SPEC_NAMES)
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The service generated from the spec, shared by its SQLite and its MariaDB run."""
+    root = tmp_path_factory.mktemp(request.param) / "service"
+    run_shoestring("new", str(SPECS / f"{request.param}.yaml"), "-o", str(root))
+    return root
+
+
+def run_suite(service: Path, database_url: str | None) -> list[ET.Element]:
+    """Run the service's own tests; returns the test cases of its JUnit report."""
+    environ = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    if database_url is not None:
+        environ["TEST_DATABASE_URL"] = database_url
+    report = service / "report.xml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+        cwd=service,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    where = f"TEST_DATABASE_URL={database_url or 'unset: SQLite'}"
+    assert result.returncode == 0, (
+        f"the tests of the service generated in {service} failed ({where}):\n"
+        f"{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    )
+    cases = list(ET.parse(report).getroot().iter("testcase"))
+    broken = [
+        f"{case.get('classname')}::{case.get('name')}"
+        for case in cases
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+    assert cases and not broken, f"{where}: {broken or 'no tests ran'}"
+    return cases
+
+
+def assert_limits_were_proven(service: Path, cases: list[ET.Element]) -> None:
+    """Each rate-limited endpoint of the spec got its 429 in the suite (ran, not skipped)."""
+    # The endpoints as the generated service reads them.
+    table = next(service.glob("*/_generated/service.json"))
+    endpoints = json.loads(table.read_text())["endpoints"]
+    limited = [endpoint["name"] for endpoint in endpoints if endpoint.get("rate_limit")]
+    proven = [
+        case.get("name").split("[", 1)[1].rstrip("]")
+        for case in cases
+        if case.get("name").startswith(PROOF_OF_LIMITS + "[") and case.find("skipped") is None
+    ]
+    assert sorted(proven) == sorted(limited)
+
+
+def test_the_generated_suite_passes_on_sqlite(service: Path) -> None:
+    assert_limits_were_proven(service, run_suite(service, None))
+
+
+@pytest.mark.mysql
+def test_the_generated_suite_passes_on_mariadb(service: Path, mysql_url: str) -> None:
+    # The suite creates a database of its own on the server and drops it afterwards.
+    assert_limits_were_proven(service, run_suite(service, mysql_url))

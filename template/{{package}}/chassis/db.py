@@ -83,6 +83,7 @@ sqlite3.register_converter("DECIMAL", lambda raw: decimal.Decimal(raw.decode()))
 
 # Parameters of these exact types go to both drivers as they are (most parameters are).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+_SEQUENCES = (tuple, list, set, frozenset)
 
 
 def _adapt(value: Any, dialect_name: str) -> Any:
@@ -138,14 +139,138 @@ def _bind_mysql(raw: Any, statement: str, params: Params | None) -> str:
                 return "NULL"
             if kind is dt.datetime and value.tzinfo is None:  # the DATETIME(6) text
                 return "'" + value.isoformat(" ", "microseconds") + "'"
-        return raw.escape(_adapt(value, "mysql"))
+        if kind in _SEQUENCES:  # an IN list: each item escaped as it would be alone
+            return "(" + ",".join([literal(item) for item in value]) + ")"
+        value = _adapt(value, "mysql")
+        if type(value) not in raw.encoders and not isinstance(value, (str, bytes, bytearray)):
+            # PyMySQL binds a type it has no converter for by its text, escaped with
+            # backslashes whatever the session's mode: a value could end its literal early.
+            value = str(value)
+        return raw.escape(value)
 
     try:
         if isinstance(params, Mapping):
+            if "%s" in statement and "%s" in statement.replace("%%", ""):
+                # Python would format the whole mapping (its repr) into the text there.
+                raise TypeError("%s placeholders take a sequence of parameters: use %(name)s")
             return statement % {key: literal(value) for key, value in params.items()}
         return statement % tuple([literal(value) for value in params])
     except TypeError as exc:  # as PyMySQL reports a placeholder/parameter mismatch
         raise pymysql.err.ProgrammingError(str(exc)) from None
+
+
+def _mysql_tokens(escapes_in_single: bool, escapes_in_double: bool) -> re.Pattern[str]:
+    """The tokens of MySQL/MariaDB SQL text as the server's lexer reads them, with or without
+    backslash escapes in '...' and "..." (NO_BACKSLASH_ESCAPES; ANSI_QUOTES makes "..." a name,
+    where a backslash is itself)."""
+
+    def quoted(quote: str, escapes: bool) -> str:
+        body = rf"[^{quote}\\]|\\[\s\S]" if escapes else rf"[^{quote}]"
+        return rf"{quote}(?:{body}|{quote}{quote})*{quote}"
+
+    return re.compile(
+        "|".join(
+            [
+                rf"(?P<quoted>{quoted(chr(39), escapes_in_single)}|"
+                rf"{quoted(chr(34), escapes_in_double)}|{quoted('`', False)})",
+                # `#` and `-- ` (dashes then a space or a control character) end at the line's
+                # end; `--x` is minus minus. /*! and /*M! open an executable comment: code.
+                r"(?P<comment>#[^\n]*|--(?=[\x00-\x20\x7f]|\Z)[^\n]*|/\*(?!M?!)[\s\S]*?\*/)",
+                r"(?P<unterminated>['\"`]|/\*(?!M?!))",
+                r"(?P<semicolon>;)",
+                r"(?P<space>[ \t\n\r\x0b\x0c]+)",
+                r"(?P<code>(?:[^'\"`#/;%\- \t\n\r\x0b\x0c]|%%|%s|%\(\w+\)s|/(?!\*(?!M?!))"
+                r"|-(?!-(?:[\x00-\x20\x7f]|\Z)))+|/\*M?!)",
+                r"(?P<percent>%)",
+            ]
+        )
+    )
+
+
+_MYSQL_TOKENS = {
+    (single, double): _mysql_tokens(single, double)
+    for single in (True, False)
+    for double in (True, False)
+}
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+# Statements checked by `_one_mysql_statement`, by text: a service sends the same few texts
+# again and again, so the check runs once per text. Bounded, as SQL built by pasting values
+# into its text never repeats.
+_CHECKED: dict[str, str] = {}
+_CHECKED_MAX_ENTRIES = 2048
+_CHECKED_MAX_CHARS = 8192
+
+
+def _one_mysql_statement(sql: str) -> str:
+    """`sql` without its trailing `;`, spaces and comments, once it is known to hold exactly one
+    statement for the MySQL/MariaDB server, and its placeholders to stand where a value goes.
+
+    The connection runs with CLIENT_MULTI_STATEMENTS (see `Connection.batch`), so the server runs
+    whatever follows a `;`; values are bound into the text as literals, so a placeholder inside
+    quotes or a comment pastes its value there. The text is read under every reading the
+    server may have (a backslash escapes the next character in quotes or not, by sql_mode), and
+    refused when any of them finds a second statement or a misplaced placeholder.
+    """
+    statement = _CHECKED.get(sql)
+    if statement is not None:
+        return statement
+    if "\0" in sql:
+        raise ValueError(
+            "one SQL statement per call, without NUL characters in its text: pass values as "
+            f"parameters (%s), never pasted into the SQL text: {sql[:200]!r}"
+        )
+    placeholders = "%" in sql.replace("%%", "")
+    if (";" in sql or placeholders) and _EXECUTABLE_COMMENT.search(sql):
+        # The server runs /*!NNNNN ...*/ as code or skips it as a comment, by its version.
+        raise ValueError(
+            "one SQL statement per call: an executable comment (/*! ... */) cannot share its "
+            f"statement with a `;` or a placeholder: {sql[:200]!r}"
+        )
+    readings = list(_MYSQL_TOKENS.values()) if "\\" in sql else [_MYSQL_TOKENS[True, True]]
+    ends = set()
+    for tokens in readings:
+        end = 0
+        after_semicolon = False
+        for token in tokens.finditer(sql):
+            kind = token.lastgroup
+            if kind == "space":
+                continue
+            if kind == "percent":
+                raise ValueError(
+                    "only %s and %(name)s placeholders (and %% for a percent sign) are allowed "
+                    f"in SQL text: {sql[:200]!r}"
+                )
+            if kind in ("quoted", "comment") and "%" in token.group().replace("%%", ""):
+                raise ValueError(
+                    "a placeholder (%s) inside quotes or a comment would paste its value into "
+                    "the SQL text instead of binding it: write %s without quotes (the value is "
+                    f"quoted for you), and %% for a percent sign: {sql[:200]!r}"
+                )
+            if kind == "comment":
+                continue
+            if kind == "semicolon":
+                after_semicolon = True
+                continue
+            if after_semicolon or kind == "unterminated":
+                raise ValueError(
+                    "one SQL statement per call (and every quote and comment closed): pass "
+                    "values as parameters (%s), never pasted into the SQL text, and run "
+                    f"statements one at a time: {sql[:200]!r}"
+                )
+            end = token.end()
+        ends.add(end)
+    if len(ends) > 1:  # where the statement ends depends on how the server reads backslashes
+        raise ValueError(
+            "one SQL statement per call: a `;` after a backslash in quotes ends the statement or "
+            "not depending on the session's sql_mode; pass values as parameters (%s), never "
+            f"pasted into the SQL text: {sql[:200]!r}"
+        )
+    statement = sql[: ends.pop()]
+    if len(sql) <= _CHECKED_MAX_CHARS:
+        if len(_CHECKED) >= _CHECKED_MAX_ENTRIES:
+            _CHECKED.clear()
+        _CHECKED[sql] = statement
+    return statement
 
 
 def split_statements(sql: str) -> list[str]:
@@ -197,10 +322,10 @@ class Connection:
             raise RuntimeError(
                 "this transaction was committed by its last batch: open a new one for more work"
             )
+        if self.dialect.name != "sqlite":
+            return _one_mysql_statement(self.dialect.translate(sql))
         statement = self.dialect.translate(sql).strip().rstrip(";")
-        # MySQL connections accept several statements in one call (see `batch`); text holding
-        # more than one is refused here, so that SQL built by pasting a value into its text
-        # cannot smuggle in a second statement. Values belong in parameters.
+        # SQLite runs one statement per call by itself; refused here too for the same message.
         if ";" in statement and len(split_statements(statement)) > 1:
             raise ValueError(
                 "one SQL statement per call: pass values as parameters (%s), never pasted into "

@@ -178,10 +178,7 @@ def _mysql_tokens(escapes_in_single: bool, escapes_in_double: bool) -> re.Patter
                 r"(?P<comment>#[^\n]*|--(?=[\x00-\x20\x7f]|\Z)[^\n]*|/\*(?!M?!)[\s\S]*?\*/)",
                 r"(?P<unterminated>['\"`]|/\*(?!M?!))",
                 r"(?P<semicolon>;)",
-                r"(?P<space>[ \t\n\r\x0b\x0c]+)",
-                r"(?P<code>(?:[^'\"`#/;%\- \t\n\r\x0b\x0c]|%%|%s|%\(\w+\)s|/(?!\*(?!M?!))"
-                r"|-(?!-(?:[\x00-\x20\x7f]|\Z)))+|/\*M?!)",
-                r"(?P<percent>%)",
+                r"(?P<code>(?:[^'\"`#/;\-]+|/(?!\*(?!M?!))|-(?!-(?:[\x00-\x20\x7f]|\Z)))+)",
             ]
         )
     )
@@ -193,12 +190,20 @@ _MYSQL_TOKENS = {
     for double in (True, False)
 }
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+_SPACES = " \t\n\r\x0b\x0c"  # what the server's lexer skips between tokens
+_NAMED_PLACEHOLDERS = re.compile(r"%\(\w+\)s")
 # Statements checked by `_one_mysql_statement`, by text: a service sends the same few texts
 # again and again, so the check runs once per text. Bounded, as SQL built by pasting values
 # into its text never repeats.
 _CHECKED: dict[str, str] = {}
-_CHECKED_MAX_ENTRIES = 2048
-_CHECKED_MAX_CHARS = 8192
+_CHECKED_MAX_CHARS = 8_000_000
+_checked_chars = 0
+
+
+def _placeholders_only(code: str) -> bool:
+    """Whether every `%` in `code` is part of %s, %(name)s or %%."""
+    rest = code.replace("%%", "").replace("%s", "")
+    return "%" not in rest or "%" not in _NAMED_PLACEHOLDERS.sub("", rest)
 
 
 def _one_mysql_statement(sql: str) -> str:
@@ -233,14 +238,15 @@ def _one_mysql_statement(sql: str) -> str:
         after_semicolon = False
         for token in tokens.finditer(sql):
             kind = token.lastgroup
-            if kind == "space":
+            text = token.group()
+            if kind == "code" and not text.strip(_SPACES):
                 continue
-            if kind == "percent":
+            if kind == "code" and "%" in text and not _placeholders_only(text):
                 raise ValueError(
                     "only %s and %(name)s placeholders (and %% for a percent sign) are allowed "
                     f"in SQL text: {sql[:200]!r}"
                 )
-            if kind in ("quoted", "comment") and "%" in token.group().replace("%%", ""):
+            if kind in ("quoted", "comment") and "%" in text.replace("%%", ""):
                 raise ValueError(
                     "a placeholder (%s) inside quotes or a comment would paste its value into "
                     "the SQL text instead of binding it: write %s without quotes (the value is "
@@ -257,7 +263,7 @@ def _one_mysql_statement(sql: str) -> str:
                     "values as parameters (%s), never pasted into the SQL text, and run "
                     f"statements one at a time: {sql[:200]!r}"
                 )
-            end = token.end()
+            end = token.start() + len(text.rstrip(_SPACES))
         ends.add(end)
     if len(ends) > 1:  # where the statement ends depends on how the server reads backslashes
         raise ValueError(
@@ -266,10 +272,12 @@ def _one_mysql_statement(sql: str) -> str:
             f"pasted into the SQL text: {sql[:200]!r}"
         )
     statement = sql[: ends.pop()]
-    if len(sql) <= _CHECKED_MAX_CHARS:
-        if len(_CHECKED) >= _CHECKED_MAX_ENTRIES:
-            _CHECKED.clear()
-        _CHECKED[sql] = statement
+    global _checked_chars
+    if _checked_chars + len(sql) > _CHECKED_MAX_CHARS:
+        _CHECKED.clear()
+        _checked_chars = 0
+    _CHECKED[sql] = statement
+    _checked_chars += len(sql)
     return statement
 
 
@@ -323,7 +331,7 @@ class Connection:
                 "this transaction was committed by its last batch: open a new one for more work"
             )
         if self.dialect.name != "sqlite":
-            return _one_mysql_statement(self.dialect.translate(sql))
+            return _CHECKED.get(sql) or _one_mysql_statement(self.dialect.translate(sql))
         statement = self.dialect.translate(sql).strip().rstrip(";")
         # SQLite runs one statement per call by itself; refused here too for the same message.
         if ";" in statement and len(split_statements(statement)) > 1:

@@ -320,6 +320,34 @@ def test_positional_placeholders_with_a_mapping_are_refused(db: Any) -> None:
     assert not pwned(db)
 
 
+CHARSET_CHANGES = [
+    "SET NAMES gbk",
+    "set names 'big5'",
+    "SET CHARACTER SET gbk",
+    "SET CHARSET sjis",
+    "SET character_set_client = gbk",
+    "SET SESSION character_set_client = gbk",
+    "SET @@session.character_set_client = 'gbk'",
+    "SET `character_set_client` = gbk",
+    "/* c */ SET @x = 1, NAMES gbk",
+]
+
+
+@pytest.mark.parametrize("sql", CHARSET_CHANGES)
+def test_the_client_character_set_cannot_be_changed(db: Any, sql: str) -> None:
+    """Values are escaped for utf8mb4. Read as GBK, the last byte of 丿 (e4 b8 bf) and the
+    backslash escaping the quote after it are one character, and the quote ends the literal;
+    the setting would outlive the request on the reused connection."""
+    with pytest.raises(ValueError, match="character set stays utf8mb4"), db.transaction() as conn:
+        conn.execute(sql)
+    value = "\u4e3f'" + PAYLOAD
+    with db.transaction() as conn:
+        assert conn.fetchvalue("SELECT @@SESSION.character_set_client") == "utf8mb4"
+        assert conn.fetchvalue("SELECT %s", (value,)) == value
+        conn.execute("SET @note = 'names and character sets'")  # other SETs stay allowed
+    assert not pwned(db)
+
+
 def test_other_conversions_than_s_are_refused(db: Any) -> None:
     for sql in ("SELECT %r", "SELECT %d", "SELECT %(v)r", "SELECT 5 % 3"):
         with pytest.raises(ValueError, match="only %s and %\\(name\\)s"), db.transaction() as conn:

@@ -192,6 +192,11 @@ _MYSQL_TOKENS = {
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
 _SPACES = " \t\n\r\x0b\x0c"  # what the server's lexer skips between tokens
 _NAMED_PLACEHOLDERS = re.compile(r"%\(\w+\)s")
+# A SET that changes the character set the server reads statements in (a quoted name too).
+_SET = re.compile(r"[ \t\n\r\x0b\x0c]*SET\b", re.IGNORECASE)
+_CHARSET_NAMES = re.compile(
+    r"(?<![@\w$.])(?:NAMES|CHARSET|CHARACTER)\b|\bCHARACTER_SET_CLIENT\b", re.IGNORECASE
+)
 # Statements checked by `_one_mysql_statement`, by text: a service sends the same few texts
 # again and again, so the check runs once per text. Bounded, as SQL built by pasting values
 # into its text never repeats.
@@ -236,11 +241,24 @@ def _one_mysql_statement(sql: str) -> str:
     for tokens in readings:
         end = 0
         after_semicolon = False
+        is_set = False
         for token in tokens.finditer(sql):
             kind = token.lastgroup
             text = token.group()
             if kind == "code" and not text.strip(_SPACES):
                 continue
+            if not end and kind == "code":
+                is_set = bool(_SET.match(text))
+            if is_set and (kind == "code" or text[0] == "`") and _CHARSET_NAMES.search(text):
+                # Values are escaped for utf8mb4. Read as GBK, Big5 or SJIS, the byte before an
+                # escaping backslash can take it as its second half, and the quote after it
+                # then ends the literal: the session would stay open to that for every request
+                # that reuses the connection.
+                raise ValueError(
+                    "the connection's character set stays utf8mb4 (values are escaped for it): "
+                    "convert in SQL with CONVERT(... USING ...) instead of changing it with SET: "
+                    f"{sql[:200]!r}"
+                )
             if kind == "code" and "%" in text and not _placeholders_only(text):
                 raise ValueError(
                     "only %s and %(name)s placeholders (and %% for a percent sign) are allowed "

@@ -184,6 +184,9 @@ def test_other_types_are_data(db: Any, mode: str) -> None:
         assert conn.fetchvalue("SELECT %s", (path,)) == str(path)
         backslashed = PurePosixPath("x\\'" + PAYLOAD)
         assert conn.fetchvalue("SELECT %s", (backslashed,)) == str(backslashed)
+        conn.executemany("INSERT INTO notes (body) VALUES (%s)", [(path,), (backslashed,)])
+        rows = conn.fetchall("SELECT body FROM notes WHERE body IS NOT NULL ORDER BY id")
+        assert [row["body"] for row in rows] == [str(path), str(backslashed)]
     assert not pwned(db)
 
 

@@ -35,7 +35,7 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import CLIENT
 from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
-from pymysql.converters import escape_string
+from pymysql.converters import encoders, escape_string
 
 from .dialect import Dialect, MySQLDialect, SQLiteDialect, parse_server_version
 
@@ -103,6 +103,10 @@ def _adapt(value: Any, dialect_name: str) -> Any:
             return str(value)
         if isinstance(value, dt.date):
             return value.isoformat()
+    elif type(value) not in encoders and not isinstance(value, (str, bytes, bytearray)):
+        # PyMySQL binds a type it has no converter for (a Path, an enum) by its text, escaped
+        # with backslashes whatever the session's mode: the value could end its literal early.
+        return str(value)
     return value
 
 
@@ -141,12 +145,7 @@ def _bind_mysql(raw: Any, statement: str, params: Params | None) -> str:
                 return "'" + value.isoformat(" ", "microseconds") + "'"
         if kind in _SEQUENCES:  # an IN list: each item escaped as it would be alone
             return "(" + ",".join([literal(item) for item in value]) + ")"
-        value = _adapt(value, "mysql")
-        if type(value) not in raw.encoders and not isinstance(value, (str, bytes, bytearray)):
-            # PyMySQL binds a type it has no converter for by its text, escaped with
-            # backslashes whatever the session's mode: a value could end its literal early.
-            value = str(value)
-        return raw.escape(value)
+        return raw.escape(_adapt(value, "mysql"))
 
     try:
         if isinstance(params, Mapping):

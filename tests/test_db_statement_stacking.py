@@ -374,6 +374,26 @@ def test_batches_still_run_in_one_message(db: Any, mode: str) -> None:
     assert not pwned(db)
 
 
+def test_a_batch_cannot_change_the_mode_its_values_were_escaped_for(db: Any) -> None:
+    """A batch's values are escaped before its first statement runs: one that turns on
+    NO_BACKSLASH_ESCAPES must not come before them."""
+    turn_on = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')"
+    value = "\\'" + PAYLOAD
+    with (
+        pytest.raises(ValueError, match="sets sql_mode must be the last of its batch"),
+        db.transaction() as conn,
+    ):
+        conn.batch([(turn_on, None), ("SELECT %s", (value,))])
+    with db.transaction() as conn:
+        conn.batch([("INSERT INTO notes (body) VALUES (%s)", (value,)), (turn_on, None)])
+        assert conn.raw.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        conn.batch([("INSERT INTO notes (body) VALUES (%s)", (value,))], commit=True)
+    with db.transaction() as conn:
+        rows = conn.fetchall("SELECT body FROM notes ORDER BY id")
+        assert [row["body"] for row in rows] == [value, value]
+    assert not pwned(db)
+
+
 def test_the_error_names_the_fix(db: Any) -> None:
     with pytest.raises(ValueError) as error, db.transaction() as conn:
         conn.execute(f"SELECT 1; {SECOND}")

@@ -189,6 +189,7 @@ _MYSQL_TOKENS = {
     for double in (True, False)
 }
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+_SQL_MODE = re.compile(r"sql_mode", re.IGNORECASE)
 _SPACES = " \t\n\r\x0b\x0c"  # what the server's lexer skips between tokens
 _NAMED_PLACEHOLDERS = re.compile(r"%\(\w+\)s")
 # A SET that changes the character set the server reads statements in (a quoted name too).
@@ -417,6 +418,14 @@ class Connection:
             texts = [
                 _bind_mysql(self.raw, self._statement(sql), params) for sql, params in statements
             ]
+            # Every value is escaped before the first statement runs, for the session's
+            # NO_BACKSLASH_ESCAPES as it is now: a statement that may change it comes last.
+            for sql, _ in statements[:-1]:
+                if _SQL_MODE.search(sql):
+                    raise ValueError(
+                        "a statement that sets sql_mode must be the last of its batch (or run "
+                        f"alone with execute): {sql[:200]!r}"
+                    )
             if commit:
                 texts.append("COMMIT")
             results = []

@@ -236,6 +236,31 @@ def test_text_holding_a_second_statement_is_refused(things):
         assert conn.fetchvalue("SELECT COUNT(*) AS n FROM things") == 2
 
 
+def test_text_mysql_reads_as_two_statements_is_refused(things):
+    # MySQL reads `--` without a space after it as minus minus, `#` as a comment and a
+    # backslash in quotes as an escape; a value bound where the text has quotes lands inside
+    # them. Each would hide a second statement from a tokenizer that reads SQL otherwise.
+    attempts = [
+        ("SELECT 1 --1; DELETE FROM things", None),
+        ("SELECT 1 # '\n; DELETE FROM things; -- '", None),
+        ("SELECT 'a\\' , '; DELETE FROM things; -- '", None),
+        ("SELECT n FROM things WHERE name = '%s'", ("; DELETE FROM things; -- ",)),
+    ]
+    for sql, params in attempts:
+        if things.dialect.name == "mysql":
+            with pytest.raises(ValueError, match="one SQL statement|placeholder"):
+                with things.transaction() as conn:
+                    conn.fetchall(sql, params)
+        else:  # SQLite runs one statement per call by itself: a syntax error at most
+            try:
+                with things.transaction() as conn:
+                    conn.fetchall(sql, params)
+            except Exception:  # what matters is the row count below
+                pass
+        with things.transaction() as conn:
+            assert conn.fetchvalue("SELECT COUNT(*) AS n FROM things") == 2
+
+
 def test_insert_ignore_statements_write_many_rows_in_few_statements(things):
     rows = [(f"r{number}", number) for number in range(450)]
     with things.transaction() as conn:

@@ -35,7 +35,7 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import CLIENT
 from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
-from pymysql.converters import escape_string
+from pymysql.converters import encoders, escape_string
 
 from .dialect import Dialect, MySQLDialect, SQLiteDialect, parse_server_version
 
@@ -83,6 +83,7 @@ sqlite3.register_converter("DECIMAL", lambda raw: decimal.Decimal(raw.decode()))
 
 # Parameters of these exact types go to both drivers as they are (most parameters are).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+_SEQUENCES = (tuple, list, set, frozenset)
 
 
 def _adapt(value: Any, dialect_name: str) -> Any:
@@ -102,6 +103,10 @@ def _adapt(value: Any, dialect_name: str) -> Any:
             return str(value)
         if isinstance(value, dt.date):
             return value.isoformat()
+    elif type(value) not in encoders and not isinstance(value, (str, bytes, bytearray)):
+        # PyMySQL binds a type it has no converter for (a Path, an enum) by its text, escaped
+        # with backslashes whatever the session's mode: the value could end its literal early.
+        return str(value)
     return value
 
 
@@ -138,14 +143,160 @@ def _bind_mysql(raw: Any, statement: str, params: Params | None) -> str:
                 return "NULL"
             if kind is dt.datetime and value.tzinfo is None:  # the DATETIME(6) text
                 return "'" + value.isoformat(" ", "microseconds") + "'"
+        if kind in _SEQUENCES:  # an IN list: each item escaped as it would be alone
+            return "(" + ",".join([literal(item) for item in value]) + ")"
         return raw.escape(_adapt(value, "mysql"))
 
     try:
         if isinstance(params, Mapping):
+            if "%s" in statement and "%s" in statement.replace("%%", ""):
+                # Python would format the whole mapping (its repr) into the text there.
+                raise TypeError("%s placeholders take a sequence of parameters: use %(name)s")
             return statement % {key: literal(value) for key, value in params.items()}
         return statement % tuple([literal(value) for value in params])
     except TypeError as exc:  # as PyMySQL reports a placeholder/parameter mismatch
         raise pymysql.err.ProgrammingError(str(exc)) from None
+
+
+def _mysql_tokens(escapes_in_single: bool, escapes_in_double: bool) -> re.Pattern[str]:
+    """The tokens of MySQL/MariaDB SQL text as the server's lexer reads them, with or without
+    backslash escapes in '...' and "..." (NO_BACKSLASH_ESCAPES; ANSI_QUOTES makes "..." a name,
+    where a backslash is itself)."""
+
+    def quoted(quote: str, escapes: bool) -> str:
+        body = rf"[^{quote}\\]|\\[\s\S]" if escapes else rf"[^{quote}]"
+        return rf"{quote}(?:{body}|{quote}{quote})*{quote}"
+
+    return re.compile(
+        "|".join(
+            [
+                rf"(?P<quoted>{quoted(chr(39), escapes_in_single)}|"
+                rf"{quoted(chr(34), escapes_in_double)}|{quoted('`', False)})",
+                # `#` and `-- ` (dashes then a space or a control character) end at the line's
+                # end; `--x` is minus minus. /*! and /*M! open an executable comment: code.
+                r"(?P<comment>#[^\n]*|--(?=[\x00-\x20\x7f]|\Z)[^\n]*|/\*(?!M?!)[\s\S]*?\*/)",
+                r"(?P<unterminated>['\"`]|/\*(?!M?!))",
+                r"(?P<semicolon>;)",
+                r"(?P<code>(?:[^'\"`#/;\-]+|/(?!\*(?!M?!))|-(?!-(?:[\x00-\x20\x7f]|\Z)))+)",
+            ]
+        )
+    )
+
+
+_MYSQL_TOKENS = {
+    (single, double): _mysql_tokens(single, double)
+    for single in (True, False)
+    for double in (True, False)
+}
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+_SQL_MODE = re.compile(r"sql_mode", re.IGNORECASE)
+_SPACES = " \t\n\r\x0b\x0c"  # what the server's lexer skips between tokens
+_NAMED_PLACEHOLDERS = re.compile(r"%\(\w+\)s")
+# A SET that changes the character set the server reads statements in (a quoted name too).
+_SET = re.compile(r"[ \t\n\r\x0b\x0c]*SET\b", re.IGNORECASE)
+_CHARSET_NAMES = re.compile(
+    r"(?<![@\w$.])(?:NAMES|CHARSET|CHARACTER)\b|\bCHARACTER_SET_CLIENT\b", re.IGNORECASE
+)
+# Statements checked by `_one_mysql_statement`, by text: a service sends the same few texts
+# again and again, so the check runs once per text. Bounded, as SQL built by pasting values
+# into its text never repeats.
+_CHECKED: dict[str, str] = {}
+_CHECKED_MAX_CHARS = 8_000_000
+_checked_chars = 0
+
+
+def _placeholders_only(code: str) -> bool:
+    """Whether every `%` in `code` is part of %s, %(name)s or %%."""
+    rest = code.replace("%%", "").replace("%s", "")
+    return "%" not in rest or "%" not in _NAMED_PLACEHOLDERS.sub("", rest)
+
+
+def _one_mysql_statement(sql: str) -> str:
+    """`sql` without its trailing `;`, spaces and comments, once it is known to hold exactly one
+    statement for the MySQL/MariaDB server, and its placeholders to stand where a value goes.
+
+    The connection runs with CLIENT_MULTI_STATEMENTS (see `Connection.batch`), so the server runs
+    whatever follows a `;`; values are bound into the text as literals, so a placeholder inside
+    quotes or a comment pastes its value there. The text is read under every reading the
+    server may have (a backslash escapes the next character in quotes or not, by sql_mode), and
+    refused when any of them finds a second statement or a misplaced placeholder.
+    """
+    statement = _CHECKED.get(sql)
+    if statement is not None:
+        return statement
+    if "\0" in sql:
+        raise ValueError(
+            "one SQL statement per call, without NUL characters in its text: pass values as "
+            f"parameters (%s), never pasted into the SQL text: {sql[:200]!r}"
+        )
+    placeholders = "%" in sql.replace("%%", "")
+    if (";" in sql or placeholders) and _EXECUTABLE_COMMENT.search(sql):
+        # The server runs /*!NNNNN ...*/ as code or skips it as a comment, by its version.
+        raise ValueError(
+            "one SQL statement per call: an executable comment (/*! ... */) cannot share its "
+            f"statement with a `;` or a placeholder: {sql[:200]!r}"
+        )
+    readings = list(_MYSQL_TOKENS.values()) if "\\" in sql else [_MYSQL_TOKENS[True, True]]
+    ends = set()
+    for tokens in readings:
+        end = 0
+        after_semicolon = False
+        is_set = False
+        for token in tokens.finditer(sql):
+            kind = token.lastgroup
+            text = token.group()
+            if kind == "code" and not text.strip(_SPACES):
+                continue
+            if not end and kind == "code":
+                is_set = bool(_SET.match(text))
+            if is_set and (kind == "code" or text[0] == "`") and _CHARSET_NAMES.search(text):
+                # Values are escaped for utf8mb4. Read as GBK, Big5 or SJIS, the byte before an
+                # escaping backslash can take it as its second half, and the quote after it
+                # then ends the literal: the session would stay open to that for every request
+                # that reuses the connection.
+                raise ValueError(
+                    "the connection's character set stays utf8mb4 (values are escaped for it): "
+                    "convert in SQL with CONVERT(... USING ...) instead of changing it with SET: "
+                    f"{sql[:200]!r}"
+                )
+            if kind == "code" and "%" in text and not _placeholders_only(text):
+                raise ValueError(
+                    "only %s and %(name)s placeholders (and %% for a percent sign) are allowed "
+                    f"in SQL text: {sql[:200]!r}"
+                )
+            if kind in ("quoted", "comment") and "%" in text.replace("%%", ""):
+                raise ValueError(
+                    "a placeholder (%s) inside quotes or a comment would paste its value into "
+                    "the SQL text instead of binding it: write %s without quotes (the value is "
+                    f"quoted for you), and %% for a percent sign: {sql[:200]!r}"
+                )
+            if kind == "comment":
+                continue
+            if kind == "semicolon":
+                after_semicolon = True
+                continue
+            if after_semicolon or kind == "unterminated":
+                raise ValueError(
+                    "one SQL statement per call (and every quote and comment closed): pass "
+                    "values as parameters (%s), never pasted into the SQL text, and run "
+                    f"statements one at a time: {sql[:200]!r}"
+                )
+            end = token.start() + len(text.rstrip(_SPACES))
+        ends.add(end)
+    if len(ends) > 1:  # where the statement ends depends on how the server reads backslashes
+        raise ValueError(
+            "one SQL statement per call: a `;` after a backslash in quotes ends the statement or "
+            "not depending on the session's sql_mode; pass values as parameters (%s), never "
+            f"pasted into the SQL text: {sql[:200]!r}"
+        )
+    statement = sql[: ends.pop()]
+    global _checked_chars
+    if _checked_chars + len(sql) > _CHECKED_MAX_CHARS:
+        _CHECKED.clear()
+        _checked_chars = 0
+    _CHECKED[sql] = statement
+    _checked_chars += len(sql)
+    return statement
 
 
 def split_statements(sql: str) -> list[str]:
@@ -197,10 +348,10 @@ class Connection:
             raise RuntimeError(
                 "this transaction was committed by its last batch: open a new one for more work"
             )
+        if self.dialect.name != "sqlite":
+            return _CHECKED.get(sql) or _one_mysql_statement(self.dialect.translate(sql))
         statement = self.dialect.translate(sql).strip().rstrip(";")
-        # MySQL connections accept several statements in one call (see `batch`); text holding
-        # more than one is refused here, so that SQL built by pasting a value into its text
-        # cannot smuggle in a second statement. Values belong in parameters.
+        # SQLite runs one statement per call by itself; refused here too for the same message.
         if ";" in statement and len(split_statements(statement)) > 1:
             raise ValueError(
                 "one SQL statement per call: pass values as parameters (%s), never pasted into "
@@ -267,6 +418,14 @@ class Connection:
             texts = [
                 _bind_mysql(self.raw, self._statement(sql), params) for sql, params in statements
             ]
+            # Every value is escaped before the first statement runs, for the session's
+            # NO_BACKSLASH_ESCAPES as it is now: a statement that may change it comes last.
+            for sql, _ in statements[:-1]:
+                if _SQL_MODE.search(sql):
+                    raise ValueError(
+                        "a statement that sets sql_mode must be the last of its batch (or run "
+                        f"alone with execute): {sql[:200]!r}"
+                    )
             if commit:
                 texts.append("COMMIT")
             results = []

@@ -113,3 +113,19 @@ def new_service(tmp_path: Path):
         return out
 
     return make
+
+
+@pytest.fixture(scope="session")
+def service_python(tmp_path_factory: pytest.TempPathFactory):
+    """`service_python(version)`: the python of a virtualenv of pyenv's Python `version` with a
+    generated service's locked test requirements, made once per run and shared by the tests."""
+    from support import service_virtualenv
+
+    made: dict[str, Path] = {}
+
+    def python(version: str) -> Path:
+        if version not in made:
+            made[version] = service_virtualenv(version, tmp_path_factory.mktemp("venv") / version)
+        return made[version]
+
+    return python

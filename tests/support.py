@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import subprocess
 import sys
@@ -179,3 +180,41 @@ def tree(root: Path) -> dict[str, bytes]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+# The oldest and the newest Python a generated service supports, as pyenv names them.
+OLDEST_AND_NEWEST_PYTHON = ("3.10.13", "3.13.0")
+
+
+def pyenv_python(version: str) -> str:
+    """The path of pyenv's Python `version`: skipped where it is missing, a failure in CI."""
+    minor = ".".join(version.split(".")[:2])
+    found = subprocess.run(
+        [f"python{minor}", "-c", "import sys; print(sys.executable)"],
+        env={**os.environ, "PYENV_VERSION": version},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        message = f"Python {version} is not installed (pyenv install {version}): {found.stderr}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found.stdout.strip()
+
+
+def service_virtualenv(version: str, where: Path) -> Path:
+    """A virtualenv of Python `version` with what a generated service's tests need, installed
+    from the template's lock (requirements-dev.txt) as a user installs it; returns its python."""
+    subprocess.run([pyenv_python(version), "-m", "venv", str(where)], check=True)
+    python = where / "bin" / "python"
+    lock = REPO / "template" / "requirements-dev.txt"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(lock)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return python

@@ -16,37 +16,55 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import run_shoestring
+from support import OLDEST_AND_NEWEST_PYTHON
 
 SPECS = Path(__file__).resolve().parent / "specs" / "valid"
 # The example services, everything.yaml and local_jobs.yaml run in test_new_end_to_end.py.
-SPEC_NAMES = ["tiny_limits", "reads_by_address", "query_shapes", "minimal"]
+# tiny_limits also holds accents, emoji, quotes and a backslash in every description, and optional
+# ints: its suite runs under the oldest and the newest supported Python (a virtualenv from the
+# service's lock), the others' under the Python running these tests.
+RUNS = [("tiny_limits", version) for version in OLDEST_AND_NEWEST_PYTHON] + [
+    (name, None) for name in ("reads_by_address", "query_shapes", "minimal")
+]
 # The test of the generated suite that proves a limit: one case per rate-limited endpoint.
 PROOF_OF_LIMITS = "test_the_request_over_the_limit_gets_429_with_retry_after"
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=SPEC_NAMES)
-def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@dataclass(frozen=True)
+class Service:
+    root: Path
+    python: str  # the interpreter its suite runs with
+
+
+@pytest.fixture(
+    scope="module",
+    params=RUNS,
+    ids=[name + (f"-py{version}" if version else "") for name, version in RUNS],
+)
+def service(request: pytest.FixtureRequest, tmp_path_factory, service_python) -> Service:
     """The service generated from the spec, shared by its SQLite and its MariaDB run."""
-    root = tmp_path_factory.mktemp(request.param) / "service"
-    run_shoestring("new", str(SPECS / f"{request.param}.yaml"), "-o", str(root))
-    return root
+    name, version = request.param
+    root = tmp_path_factory.mktemp(name) / "service"
+    run_shoestring("new", str(SPECS / f"{name}.yaml"), "-o", str(root))
+    return Service(root, str(service_python(version)) if version else sys.executable)
 
 
-def run_suite(service: Path, database_url: str | None) -> list[ET.Element]:
+def run_suite(service: Service, database_url: str | None) -> list[ET.Element]:
     """Run the service's own tests; returns the test cases of its JUnit report."""
     environ = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
     if database_url is not None:
         environ["TEST_DATABASE_URL"] = database_url
-    report = service / "report.xml"
+    report = service.root / "report.xml"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
-        cwd=service,
+        [service.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+        cwd=service.root,
         env=environ,
         capture_output=True,
         text=True,
@@ -55,7 +73,8 @@ def run_suite(service: Path, database_url: str | None) -> list[ET.Element]:
     )
     where = f"TEST_DATABASE_URL={database_url or 'unset: SQLite'}"
     assert result.returncode == 0, (
-        f"the tests of the service generated in {service} failed ({where}):\n"
+        f"the tests of the service generated in {service.root} failed ({where}, "
+        f"{service.python}):\n"
         f"{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
     )
     cases = list(ET.parse(report).getroot().iter("testcase"))
@@ -68,10 +87,10 @@ def run_suite(service: Path, database_url: str | None) -> list[ET.Element]:
     return cases
 
 
-def assert_limits_were_proven(service: Path, cases: list[ET.Element]) -> None:
+def assert_limits_were_proven(service: Service, cases: list[ET.Element]) -> None:
     """Each rate-limited endpoint of the spec got its 429 in the suite (ran, not skipped)."""
     # The endpoints as the generated service reads them.
-    table = next(service.glob("*/_generated/service.json"))
+    table = next(service.root.glob("*/_generated/service.json"))
     endpoints = json.loads(table.read_text())["endpoints"]
     limited = [endpoint["name"] for endpoint in endpoints if endpoint.get("rate_limit")]
     proven = [
@@ -82,11 +101,11 @@ def assert_limits_were_proven(service: Path, cases: list[ET.Element]) -> None:
     assert sorted(proven) == sorted(limited)
 
 
-def test_the_generated_suite_passes_on_sqlite(service: Path) -> None:
+def test_the_generated_suite_passes_on_sqlite(service: Service) -> None:
     assert_limits_were_proven(service, run_suite(service, None))
 
 
 @pytest.mark.mysql
-def test_the_generated_suite_passes_on_mariadb(service: Path, mysql_url: str) -> None:
+def test_the_generated_suite_passes_on_mariadb(service: Service, mysql_url: str) -> None:
     # The suite creates a database of its own on the server and drops it afterwards.
     assert_limits_were_proven(service, run_suite(service, mysql_url))

@@ -2,8 +2,8 @@
 
 - shoestring installed from a built wheel (not a checkout) creates a service: the template
   ships inside the distribution.
-- A generated service installs from its own lock and passes its own suite on the oldest and the
-  newest supported Python.
+- A generated service installs from its own lock (the template's `requirements-dev.txt`) and
+  passes its own suite on the oldest and the newest supported Python.
 """
 
 from __future__ import annotations
@@ -15,37 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import OLDEST_AND_NEWEST_PYTHON
 
 pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "orders"
-# The oldest and the newest Python a service supports, as pyenv names them.
-PYTHONS = ("3.10.13", "3.13.0")
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
     assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
     return done
-
-
-def interpreter(version: str) -> str:
-    """The path of pyenv's Python `version`; a failure in CI when it is missing."""
-    minor = ".".join(version.split(".")[:2])
-    done = subprocess.run(
-        [f"python{minor}", "-c", "import sys; print(sys.executable)"],
-        env={**os.environ, "PYENV_VERSION": version},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        message = f"Python {version} is not installed (pyenv install {version}): {done.stderr}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return done.stdout.strip()
 
 
 def virtualenv(python: str, where: Path) -> Path:
@@ -88,19 +69,15 @@ def test_a_wheel_installed_in_an_empty_virtualenv_creates_a_service(tmp_path: Pa
     run([str(bin_dir / "shoestring"), "generate", "--check", str(service)], cwd=service)
 
 
-@pytest.mark.parametrize("version", PYTHONS)
+@pytest.mark.parametrize("version", OLDEST_AND_NEWEST_PYTHON)
 def test_the_example_service_installs_from_its_lock_and_passes_its_suite(
-    version: str, tmp_path: Path
+    version: str, tmp_path: Path, service_python
 ):
-    python = interpreter(version)
     service = tmp_path / "orders"
     shutil.copytree(EXAMPLE, service, ignore=shutil.ignore_patterns("__pycache__", "var"))
-    bin_dir = virtualenv(python, tmp_path / "venv")
-    run([str(bin_dir / "pip"), "install", "-q", "-r", "requirements-dev.txt"], cwd=service)
-
     env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
     done = subprocess.run(
-        [str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [str(service_python(version)), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=service,
         env=env,
         capture_output=True,

@@ -218,3 +218,33 @@ def service_virtualenv(version: str, where: Path) -> Path:
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return python
+
+
+def run_service_suite(
+    root: Path,
+    database_url: str | None = None,
+    *,
+    python: str | Path = sys.executable,
+    args: tuple[str, ...] = (),
+) -> str:
+    """Run a generated service's own test suite as its developer runs it: on SQLite, or on the
+    database of `database_url` (TEST_DATABASE_URL). Fails with the suite's output when it
+    fails; returns what it printed."""
+    environ = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
+    if database_url is not None:
+        environ["TEST_DATABASE_URL"] = database_url
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"the tests of the service in {root} failed (TEST_DATABASE_URL="
+        f"{database_url or 'unset: SQLite'}, {python}):\n"
+        f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout

@@ -12,8 +12,6 @@ endpoint, the suite's own proof that the limit refuses the request over it must 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_shoestring
-from support import OLDEST_AND_NEWEST_PYTHON
+from support import OLDEST_AND_NEWEST_PYTHON, run_service_suite
 
 SPECS = Path(__file__).resolve().parent / "specs" / "valid"
 # The example services, everything.yaml and local_jobs.yaml run in test_new_end_to_end.py.
@@ -58,24 +56,9 @@ def service(request: pytest.FixtureRequest, tmp_path_factory, service_python) ->
 
 def run_suite(service: Service, database_url: str | None) -> list[ET.Element]:
     """Run the service's own tests; returns the test cases of its JUnit report."""
-    environ = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
-    if database_url is not None:
-        environ["TEST_DATABASE_URL"] = database_url
     report = service.root / "report.xml"
-    result = subprocess.run(
-        [service.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
-        cwd=service.root,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    where = f"TEST_DATABASE_URL={database_url or 'unset: SQLite'}"
-    assert result.returncode == 0, (
-        f"the tests of the service generated in {service.root} failed ({where}, "
-        f"{service.python}):\n"
-        f"{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    run_service_suite(
+        service.root, database_url, python=service.python, args=(f"--junitxml={report}",)
     )
     cases = list(ET.parse(report).getroot().iter("testcase"))
     broken = [
@@ -83,7 +66,7 @@ def run_suite(service: Service, database_url: str | None) -> list[ET.Element]:
         for case in cases
         if case.find("failure") is not None or case.find("error") is not None
     ]
-    assert cases and not broken, f"{where}: {broken or 'no tests ran'}"
+    assert cases and not broken, f"{service.root}: {broken or 'no tests ran'}"
     return cases
 
 

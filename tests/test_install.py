@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import OLDEST_AND_NEWEST_PYTHON
+from support import OLDEST_AND_NEWEST_PYTHON, run_service_suite
 
 pytestmark = [pytest.mark.slow]
 
@@ -75,15 +74,4 @@ def test_the_example_service_installs_from_its_lock_and_passes_its_suite(
 ):
     service = tmp_path / "orders"
     shutil.copytree(EXAMPLE, service, ignore=shutil.ignore_patterns("__pycache__", "var"))
-    env = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
-    done = subprocess.run(
-        [str(service_python(version)), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=service,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    summary = done.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "failed" not in summary, summary
+    run_service_suite(service, python=service_python(version))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import yaml
 from conftest import run_shoestring
 from shoestring.literal import WIDTH, docstring_text, flat, layout, width, wrap
+from support import run_service_suite
 
 try:
     import tomllib
@@ -275,17 +275,7 @@ def test_a_new_service_with_such_text_imports_and_passes_ruff(service: Path) -> 
 
 @pytest.mark.slow
 def test_a_new_service_with_such_text_passes_its_own_tests_on_sqlite(service: Path) -> None:
-    environ = {key: value for key, value in os.environ.items() if key != "TEST_DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-m", "not mysql"],
-        cwd=service,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    run_service_suite(service, args=("-x", "-m", "not mysql"))
 
 
 def test_pip_reads_the_package_metadata_of_such_a_service(service: Path) -> None:

@@ -18,11 +18,11 @@ from messaging_helpers import (
     rows,
 )
 
+from orders import SERVICE
 from orders.chassis import outbox
 from orders.chassis.claim import RetryPolicy
 from orders.chassis.context import Context
 from orders.chassis.events import InvalidMessage, UnknownMessage
-from orders.chassis.events import catalog as service_catalog
 from orders.chassis.examples import example_for
 
 
@@ -106,7 +106,7 @@ def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, set
     """Every message version in service.yaml: an example publishes to each `to:` peer (with the
     versions its `publish_also` lists, converted); data that breaks the schema is refused
     before commit."""
-    spec = service_catalog()
+    spec = SERVICE.catalog
     published = [
         (name, int(version), message.get("to") or [], entry["schema"])
         for name, message in sorted(spec.messages.items())

@@ -7,8 +7,8 @@ Every problem is collected before anything fails, so one start-up error lists al
       - PAYMENTS_URL is missing: the service spec needs it (an http(s) URL)
 
 The environment wins over `.env`, so a hosting panel's variables override the file.
-To add a chassis setting, add a `Setting` to `SETTINGS`; keys the spec adds (peer URLs) come from
-`_generated/service.json`.
+To add a chassis setting, add a `Setting` to `chassis_settings`; keys the spec adds (peer URLs)
+come from `_generated/service.json`.
 """
 
 from __future__ import annotations
@@ -20,20 +20,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .auth import AUTH_SETTINGS, issuer_problem
+from .auth import auth_settings, issuer_problem
 from .db import DatabaseError, DatabaseURL, redact
 from .idempotency import IDEMPOTENCY_SETTINGS
 from .peers import PEER_SETTINGS
 from .ratelimit import RATE_LIMIT_SETTINGS
-from .schemas import PACKAGE_DIR, SERVICE_ROOT, load_service
 
-PACKAGE = PACKAGE_DIR.name
-ENV_FILE = SERVICE_ROOT / ".env"
+if TYPE_CHECKING:
+    from .service import Service
 
 
 class SettingsError(Exception):
@@ -139,48 +138,58 @@ class Setting:
     secret: bool = False
 
 
-SETTINGS: list[Setting] = [
-    Setting(
-        "DATABASE_URL",
-        f"sqlite:///var/{PACKAGE}.db",
-        _parse_database_url,
-        "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
-        secret=True,
-    ),
-    Setting(
-        "SERVICE_VAR_DIR",
-        "var",
-        _parse_var_dir,
-        "folder of the service's signing keys and SQLite databases: `var/` in DATABASE_URL and "
-        "SERVICE_KEYS_DIR means this folder. Outside the service's folder on shared hosting",
-    ),
-    Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    Setting(
-        "MAX_BODY_BYTES",
-        "1048576",
-        _parse_positive_int,
-        "largest request body accepted, in bytes (larger ones get 413)",
-    ),
-    Setting(
-        "MESSAGE_RETENTION_DAYS",
-        "7",
-        _parse_days,
-        "days to keep handled (DONE) queue and outbox rows before the worker deletes them",
-    ),
-    Setting(
-        "CLAIM_METHOD",
-        "auto",
-        _parse_claim_method,
-        "how workers claim messages: auto (SKIP LOCKED where the server has it), skip_locked or "
-        "compare_and_set",
-    ),
-]
-# Service identity and token verification (auth.py documents each key).
-SETTINGS += [Setting(name, default, parse, help) for name, default, parse, help in AUTH_SETTINGS]
-# Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
-SETTINGS += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
-# Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
-SETTINGS += [Setting(*entry) for entry in PEER_SETTINGS]
+def chassis_settings(service: Service) -> list[Setting]:
+    """The rules of every setting the chassis reads, for `service`."""
+    return [*_core_settings(service.package), *_feature_settings(service.root)]
+
+
+def _core_settings(package: str) -> list[Setting]:
+    return [
+        Setting(
+            "DATABASE_URL",
+            f"sqlite:///var/{package}.db",
+            _parse_database_url,
+            "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
+            secret=True,
+        ),
+        Setting(
+            "SERVICE_VAR_DIR",
+            "var",
+            _parse_var_dir,
+            "folder of the service's signing keys and SQLite databases: `var/` in DATABASE_URL and "
+            "SERVICE_KEYS_DIR means this folder. Outside the service's folder on shared hosting",
+        ),
+        Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        Setting(
+            "MAX_BODY_BYTES",
+            "1048576",
+            _parse_positive_int,
+            "largest request body accepted, in bytes (larger ones get 413)",
+        ),
+        Setting(
+            "MESSAGE_RETENTION_DAYS",
+            "7",
+            _parse_days,
+            "days to keep handled (DONE) queue and outbox rows before the worker deletes them",
+        ),
+        Setting(
+            "CLAIM_METHOD",
+            "auto",
+            _parse_claim_method,
+            "how workers claim messages: auto (SKIP LOCKED where the server has it), skip_locked "
+            "or compare_and_set",
+        ),
+    ]
+
+
+def _feature_settings(root: Path) -> list[Setting]:
+    # Service identity and token verification (auth.py documents each key).
+    rules = [Setting(*entry) for entry in auth_settings(root)]
+    # Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
+    rules += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
+    # Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
+    rules += [Setting(*entry) for entry in PEER_SETTINGS]
+    return rules
 
 
 def spec_setting(name: str) -> Setting:
@@ -194,11 +203,16 @@ def spec_setting(name: str) -> Setting:
 class Settings:
     """The validated settings of the running service."""
 
+    service: Service
     database_url: str
     log_level: str
     max_body_bytes: int
-    root: Path = SERVICE_ROOT
     values: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The service's folder: relative paths in settings (`var/keys`) start there."""
+        return self.service.root
 
     def __getitem__(self, name: str) -> Any:
         """Any setting by its environment name: `settings["PAYMENTS_URL"]`."""
@@ -213,7 +227,7 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting as text with secrets redacted, for `check` and logs."""
-        secret = {setting.name for setting in SETTINGS if setting.secret}
+        secret = {setting.name for setting in chassis_settings(self.service) if setting.secret}
         shown = {}
         for name, value in sorted(self.values.items()):
             shown[name] = mask(str(value)) if name in secret else str(value)
@@ -226,52 +240,55 @@ def mask(value: str) -> str:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = ENV_FILE,
+    service: Service,
+    environ: Mapping[str, str] | None,
+    env_file: Path | None,
     spec_keys: list[str] | None = None,
-    root: Path = SERVICE_ROOT,
 ) -> Settings:
-    """Read, parse and check every setting; raise `SettingsError` listing all problems.
+    """Read, parse and check every setting of `service`; raise `SettingsError` listing all
+    problems.
 
-    `environ` defaults to `os.environ`; `env_file` (default: `.env` in the service root) fills in
-    keys the environment lacks; `spec_keys` defaults to the keys in `_generated/service.json`.
+    `environ` defaults to `os.environ`; `env_file` fills in keys the environment lacks;
+    `spec_keys` defaults to the keys in `_generated/service.json`.
     """
     if spec_keys is None:
-        spec_keys = list(load_service().get("settings", []))
-    rules = SETTINGS + [spec_setting(name) for name in spec_keys]
-    values = _parse(rules, _read(environ, env_file), env_file)
+        spec_keys = list(service.model.get("settings", []))
+    chassis = chassis_settings(service)
+    rules = chassis + [spec_setting(name) for name in spec_keys]
+    values = _parse(chassis, rules, _read(environ, env_file), env_file)
     if values["SERVICE_ISSUER"]:
-        problem = issuer_problem(values["SERVICE_ISSUER"], str(load_service()["service"]["name"]))
+        problem = issuer_problem(values["SERVICE_ISSUER"], service.name)
         if problem is not None:
             raise SettingsError([problem], env_file)
     return Settings(
+        service=service,
         database_url=values["DATABASE_URL"],
         log_level=values["LOG_LEVEL"],
         max_body_bytes=values["MAX_BODY_BYTES"],
-        root=root,
         values=MappingProxyType(values),
     )
 
 
 def load_database_url(
-    environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
+    service: Service, environ: Mapping[str, str] | None, env_file: Path | None
 ) -> str:
     """DATABASE_URL alone, checked: for commands that need only the database (`migrate`), so a
     peer URL not configured yet does not stop a schema migration."""
-    rules = [setting for setting in SETTINGS if setting.name == "DATABASE_URL"]
-    return _parse(rules, _read(environ, env_file), env_file)["DATABASE_URL"]
+    return load_only(service, ["DATABASE_URL"], environ, env_file)["DATABASE_URL"]
 
 
 def load_only(
+    service: Service,
     names: Iterable[str],
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = ENV_FILE,
+    environ: Mapping[str, str] | None,
+    env_file: Path | None,
 ) -> dict[str, Any]:
     """Some chassis settings alone, checked: for commands that need only those (`keys`,
     `token`), so a peer URL not configured yet does not stop them."""
     wanted = set(names)
-    rules = [setting for setting in SETTINGS if setting.name in wanted]
-    return _parse(rules, _read(environ, env_file), env_file)
+    chassis = chassis_settings(service)
+    rules = [setting for setting in chassis if setting.name in wanted]
+    return _parse(chassis, rules, _read(environ, env_file), env_file)
 
 
 def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
@@ -283,13 +300,16 @@ def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str,
 
 
 def _parse(
-    rules: list[Setting], source: Mapping[str, str], env_file: Path | None
+    chassis: list[Setting],
+    rules: list[Setting],
+    source: Mapping[str, str],
+    env_file: Path | None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     problems: list[str] = []
     if {"DATABASE_URL", "SERVICE_KEYS_DIR"} & {rule.name for rule in rules}:
         # Where `var/` is decides where those two point, so it is checked whenever they are.
-        rules = rules + [r for r in SETTINGS if r.name == "SERVICE_VAR_DIR" and r not in rules]
+        rules = rules + [r for r in chassis if r.name == "SERVICE_VAR_DIR" and r not in rules]
     for rule in rules:
         raw = source.get(rule.name, "")
         if raw.strip() == "":

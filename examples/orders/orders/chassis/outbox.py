@@ -25,7 +25,6 @@ a destination with no transport wait, NEW, until one is configured.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -110,8 +109,8 @@ def publish(
 
     When the spec lists other versions under the version's `publish_also` (a migration between
     versions), each is published too, in the same transaction: converted from `data` by the
-    user's converter (`_generated/converters.py` unless `converters` is given) and validated
-    against its own schema. Only the version asked for is returned.
+    user's converter (`_generated/converters.py`, which the catalog loads, unless `converters`
+    is given) and validated against its own schema. Only the version asked for is returned.
 
     Raises `events.InvalidMessage` naming the field when the data (or a converted version)
     breaks the schema, and `events.UnknownMessage` when the spec does not declare the message
@@ -119,7 +118,7 @@ def publish(
     """
     event = _publish_one(outgoing, catalog, type_, version, data, traceparent=traceparent)
     for target in publish_also(catalog, type_, version):
-        table = load_converters() if converters is None else converters
+        table = _converters(catalog) if converters is None else converters
         convert = table.get((type_, version, target))
         if convert is None:
             raise MessageError(
@@ -137,12 +136,10 @@ def publish_also(catalog: Catalog, type_: str, version: int) -> list[int]:
     return [int(target) for target in (versions.get(str(version)) or {}).get("publish_also", [])]
 
 
-@functools.cache
-def load_converters() -> Mapping[tuple[str, int, int], Converter]:
-    """CONVERTERS from `_generated/converters.py` (it imports the user's converter modules)."""
-    from .._generated import converters
-
-    return converters.CONVERTERS
+def _converters(catalog: Catalog) -> Mapping[tuple[str, int, int], Converter]:
+    """The user's converters of the catalog's service (`Service.converters`); none when the
+    catalog was built without them."""
+    return catalog.converters() if catalog.converters is not None else {}
 
 
 def _publish_one(

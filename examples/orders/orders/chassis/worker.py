@@ -46,7 +46,6 @@ from .housekeeping import purge_done, purge_request_state
 from .logs import bound_ids, new_trace_id, trace_id_from
 from .outbox import Deliver, Outgoing, pending, relay_batch
 from .relay import PeerTransport
-from .schemas import load_registry
 from .settings import Settings
 
 Handler = Callable[[Context, Any], Any]
@@ -392,8 +391,3 @@ def _fresh_data(job: Job) -> Any:
     if job.row.payload_text:
         return json.loads(job.row.payload_text).get("data")
     return copy.deepcopy(job.data)
-
-
-def load_subscribers() -> Mapping[tuple[str, int], Handler]:
-    """SUBSCRIBERS from `_generated/registry.py`, which imports the user's handler modules."""
-    return load_registry().SUBSCRIBERS

@@ -49,7 +49,7 @@ from .auth import AuthConfig
 from .breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore, Permit
 from .keys import KeyStore, mint_token
 from .problems import Problem
-from .schemas import GENERATED_DIR, GeneratedCodeMissing, load_service, to_jsonable, validator_for
+from .schemas import to_jsonable, validator_for
 from .schemas import validation_errors as schema_errors
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class Connector:
         sender: str | None = None,
         breakers: BreakerStore | None = None,
     ) -> None:
-        model = load_service() if service is None else service
+        model = settings.service.model if service is None else service
         self.service = sender or str(model["service"]["name"])
         self.peers: dict[str, Any] = dict(model.get("peers") or {})
         self.settings = settings
@@ -641,13 +641,5 @@ class PeersBase:
 
 def bind(ctx: Any) -> Any:
     """`ctx.peers` for a handler's context: the generated clients, bound to its ids."""
-    try:
-        from .._generated import peers as generated
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[-1] in ("_generated", "peers"):
-            raise GeneratedCodeMissing(
-                f"{GENERATED_DIR / 'peers.py'} is missing: run `shoestring generate` in the "
-                "service's folder"
-            ) from exc
-        raise
+    generated = ctx.settings.service.generated("peers")
     return generated.Peers(connector_for(ctx.settings), ctx)

@@ -20,13 +20,13 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import EllipsisType, ModuleType
+from types import EllipsisType, MappingProxyType, ModuleType
 from typing import Any
 
-from . import settings
+from . import auth, idempotency, peers, ratelimit
 from .events import Catalog
 from .schemas import GeneratedCodeMissing
-from .settings import Settings
+from .settings import Setting, Settings, SettingsError, core_settings, load, spec_setting
 
 
 class Service:
@@ -96,21 +96,55 @@ class Service:
 
     # -- settings -------------------------------------------------------------------------------
 
+    def setting_rules(self) -> list[Setting]:
+        """Every setting the chassis reads: the general ones (settings.py), then each feature's,
+        as its module declares them."""
+        rules = core_settings(self.package)
+        # Service identity and token verification (auth.py documents each key).
+        rules += [Setting(*entry) for entry in auth.auth_settings(self.root)]
+        # Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
+        features = ratelimit.RATE_LIMIT_SETTINGS + idempotency.IDEMPOTENCY_SETTINGS
+        rules += [Setting(*entry) for entry in features]
+        # Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
+        rules += [Setting(*entry) for entry in peers.PEER_SETTINGS]
+        return rules
+
     def load_settings(
         self,
         environ: Mapping[str, str] | None = None,
         env_file: Path | None | EllipsisType = ...,
         spec_keys: list[str] | None = None,
     ) -> Settings:
-        """Every setting, checked (see settings.py); `env_file` defaults to the service's `.env`
-        (None reads no file), `spec_keys` to the keys the spec adds."""
-        return settings.load_settings(self, environ, self._env_file(env_file), spec_keys)
+        """Every setting, checked; one `SettingsError` lists every problem.
+
+        `environ` defaults to `os.environ`; `env_file` (default: the service's `.env`; None reads
+        no file) fills in keys the environment lacks; `spec_keys` defaults to the keys the spec
+        adds (`_generated/service.json`).
+        """
+        env_file = self._env_file(env_file)
+        if spec_keys is None:
+            spec_keys = list(self.model.get("settings", []))
+        chassis = self.setting_rules()
+        values = load(chassis + [spec_setting(name) for name in spec_keys], environ, env_file)
+        if values["SERVICE_ISSUER"]:
+            problem = auth.issuer_problem(values["SERVICE_ISSUER"], self.name)
+            if problem is not None:
+                raise SettingsError([problem], env_file)
+        return Settings(
+            service=self,
+            database_url=values["DATABASE_URL"],
+            log_level=values["LOG_LEVEL"],
+            max_body_bytes=values["MAX_BODY_BYTES"],
+            values=MappingProxyType(values),
+            secrets=frozenset(rule.name for rule in chassis if rule.secret),
+        )
 
     def load_database_url(
         self, environ: Mapping[str, str] | None = None, env_file: Path | None | EllipsisType = ...
     ) -> str:
-        """DATABASE_URL alone, checked (for `migrate`)."""
-        return settings.load_database_url(self, environ, self._env_file(env_file))
+        """DATABASE_URL alone, checked: for `migrate`, so a peer URL not configured yet does not
+        stop a schema migration."""
+        return self.load_only(["DATABASE_URL"], environ, env_file)["DATABASE_URL"]
 
     def load_only(
         self,
@@ -119,7 +153,7 @@ class Service:
         env_file: Path | None | EllipsisType = ...,
     ) -> dict[str, Any]:
         """Some chassis settings alone, checked (for `keys` and `token`)."""
-        return settings.load_only(self, names, environ, self._env_file(env_file))
+        return load(self.setting_rules(), environ, self._env_file(env_file), only=names)
 
     def _env_file(self, env_file: Path | None | EllipsisType) -> Path | None:
         return self.env_file if env_file is ... else env_file

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -58,6 +57,7 @@ from . import problems
 from .jsonbody import copy_json
 from .keys import ALGORITHMS, DEFAULT_ALGORITHM, KeyStore, KeyStoreError, public_jwk, thumbprint
 from .problems import Problem
+from .settings import SettingsError, number
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,6 @@ class AuthConfig:
         keys_dir = Path(settings["SERVICE_KEYS_DIR"])
         if not keys_dir.is_absolute():
             keys_dir = root / keys_dir
-        # Imported here: settings imports this module (auth_settings).
-        from .settings import SettingsError
-
         issuer = settings["SERVICE_ISSUER"] or service_name
         problem = issuer_problem(issuer, service_name)
         if problem is not None:
@@ -255,20 +252,6 @@ def issuer_problem(issuer: str, service_name: str) -> str | None:
     )
 
 
-def _seconds(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high) or (whole and value != int(value)):
-            kind = "a whole number of seconds" if whole else "a number of seconds"
-            raise ValueError(f"must be {kind} from {low:g} to {high:g}")
-        return int(value) if whole else value
-
-    return parse
-
-
 def _name(raw: str) -> str:
     value = raw.strip()
     if any(c.isspace() for c in value):
@@ -284,7 +267,7 @@ def _key_algorithm(raw: str) -> str:
 
 
 def auth_settings(root: Path) -> tuple[tuple[str, str, Callable[[str], Any], str], ...]:
-    """(name, default, parser, help) of each auth setting; settings.py adds them to its table.
+    """(name, default, parser, help) of each auth setting; `Service.setting_rules` adds them.
     The parsers raise ValueError with the fix, like every other setting's. Key files named in
     TRUSTED_ISSUERS are relative to `root`, the service's folder."""
 
@@ -322,25 +305,25 @@ def auth_settings(root: Path) -> tuple[tuple[str, str, Callable[[str], Any], str
         (
             "AUTH_LEEWAY_SECONDS",
             str(DEFAULT_LEEWAY_SECONDS),
-            _seconds(0, MAX_LEEWAY_SECONDS, whole=True),
+            number(0, MAX_LEEWAY_SECONDS, whole=True, unit="seconds"),
             "clock skew allowed when checking exp, nbf and iat",
         ),
         (
             "JWKS_CACHE_SECONDS",
             str(DEFAULT_JWKS_CACHE_SECONDS),
-            _seconds(1, 7 * 86400),
+            number(1, 7 * 86400, unit="seconds"),
             "how long a fetched JWKS is used before it is fetched again",
         ),
         (
             "JWKS_REFETCH_COOLDOWN_SECONDS",
             str(DEFAULT_JWKS_REFETCH_COOLDOWN_SECONDS),
-            _seconds(0, 86400),
+            number(0, 86400, unit="seconds"),
             "least time between two fetches of one issuer's JWKS (an unknown kid triggers one)",
         ),
         (
             "JWKS_FETCH_TIMEOUT_SECONDS",
             str(DEFAULT_JWKS_FETCH_TIMEOUT_SECONDS),
-            _seconds(0.1, 60),
+            number(0.1, 60, unit="seconds"),
             "timeout of one JWKS fetch",
         ),
     )

@@ -7,29 +7,29 @@ Every problem is collected before anything fails, so one start-up error lists al
       - PAYMENTS_URL is missing: the service spec needs it (an http(s) URL)
 
 The environment wins over `.env`, so a hosting panel's variables override the file.
-To add a chassis setting, add a `Setting` to `chassis_settings`; keys the spec adds (peer URLs)
-come from `_generated/service.json`.
+
+This module knows no feature: it defines a `Setting`, the parsers, the general settings
+(`core_settings`) and how a list of settings is read and checked (`load`). Each feature module
+declares its own settings (`auth.auth_settings`, `ratelimit.RATE_LIMIT_SETTINGS`, ...) and
+`Service.setting_rules` (service.py) collects them; keys the spec adds (peer URLs) come from
+`_generated/service.json`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .auth import auth_settings, issuer_problem
 from .db import DatabaseError, DatabaseURL, redact
-from .idempotency import IDEMPOTENCY_SETTINGS
-from .peers import PEER_SETTINGS
-from .ratelimit import RATE_LIMIT_SETTINGS
 
 if TYPE_CHECKING:
     from .service import Service
@@ -43,6 +43,25 @@ class SettingsError(Exception):
         where = f"the environment or in {env_file}" if env_file else "the environment"
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"invalid settings (set them in {where}):\n{lines}")
+
+
+def number(
+    low: float, high: float, whole: bool = False, unit: str = ""
+) -> Callable[[str], Any]:
+    """A parser of a number from `low` to `high` (a whole one if `whole`), `unit` naming what it
+    counts in its error ("must be a number of seconds from 0.1 to 60")."""
+    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
+
+    def parse(raw: str) -> Any:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high) or (whole and value != int(value)):
+            raise ValueError(f"must be {kind} from {low:g} to {high:g}")
+        return int(value) if whole else value
+
+    return parse
 
 
 def _parse_database_url(raw: str) -> str:
@@ -138,12 +157,9 @@ class Setting:
     secret: bool = False
 
 
-def chassis_settings(service: Service) -> list[Setting]:
-    """The rules of every setting the chassis reads, for `service`."""
-    return [*_core_settings(service.package), *_feature_settings(service.root)]
-
-
-def _core_settings(package: str) -> list[Setting]:
+def core_settings(package: str) -> list[Setting]:
+    """The general settings of the service whose package is `package`: its database, `var/`
+    folder, logs, body size, retention and claims."""
     return [
         Setting(
             "DATABASE_URL",
@@ -182,16 +198,6 @@ def _core_settings(package: str) -> list[Setting]:
     ]
 
 
-def _feature_settings(root: Path) -> list[Setting]:
-    # Service identity and token verification (auth.py documents each key).
-    rules = [Setting(*entry) for entry in auth_settings(root)]
-    # Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
-    rules += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
-    # Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
-    rules += [Setting(*entry) for entry in PEER_SETTINGS]
-    return rules
-
-
 def spec_setting(name: str) -> Setting:
     """The rule for a key the spec adds. Peer URLs (`*_URL`) must be http(s) URLs."""
     parse = _parse_http_url if name.endswith("_URL") else str
@@ -208,6 +214,7 @@ class Settings:
     log_level: str
     max_body_bytes: int
     values: Mapping[str, Any] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()  # the names `describe` redacts
 
     @property
     def root(self) -> Path:
@@ -227,10 +234,9 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting as text with secrets redacted, for `check` and logs."""
-        secret = {setting.name for setting in chassis_settings(self.service) if setting.secret}
         shown = {}
         for name, value in sorted(self.values.items()):
-            shown[name] = mask(str(value)) if name in secret else str(value)
+            shown[name] = mask(str(value)) if name in self.secrets else str(value)
         return shown
 
 
@@ -239,56 +245,24 @@ def mask(value: str) -> str:
     return redact(value) if "://" in value else "***"
 
 
-def load_settings(
-    service: Service,
+def load(
+    rules: list[Setting],
     environ: Mapping[str, str] | None,
     env_file: Path | None,
-    spec_keys: list[str] | None = None,
-) -> Settings:
-    """Read, parse and check every setting of `service`; raise `SettingsError` listing all
-    problems.
-
-    `environ` defaults to `os.environ`; `env_file` fills in keys the environment lacks;
-    `spec_keys` defaults to the keys in `_generated/service.json`.
-    """
-    if spec_keys is None:
-        spec_keys = list(service.model.get("settings", []))
-    chassis = chassis_settings(service)
-    rules = chassis + [spec_setting(name) for name in spec_keys]
-    values = _parse(chassis, rules, _read(environ, env_file), env_file)
-    if values["SERVICE_ISSUER"]:
-        problem = issuer_problem(values["SERVICE_ISSUER"], service.name)
-        if problem is not None:
-            raise SettingsError([problem], env_file)
-    return Settings(
-        service=service,
-        database_url=values["DATABASE_URL"],
-        log_level=values["LOG_LEVEL"],
-        max_body_bytes=values["MAX_BODY_BYTES"],
-        values=MappingProxyType(values),
-    )
-
-
-def load_database_url(
-    service: Service, environ: Mapping[str, str] | None, env_file: Path | None
-) -> str:
-    """DATABASE_URL alone, checked: for commands that need only the database (`migrate`), so a
-    peer URL not configured yet does not stop a schema migration."""
-    return load_only(service, ["DATABASE_URL"], environ, env_file)["DATABASE_URL"]
-
-
-def load_only(
-    service: Service,
-    names: Iterable[str],
-    environ: Mapping[str, str] | None,
-    env_file: Path | None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Some chassis settings alone, checked: for commands that need only those (`keys`,
-    `token`), so a peer URL not configured yet does not stop them."""
-    wanted = set(names)
-    chassis = chassis_settings(service)
-    rules = [setting for setting in chassis if setting.name in wanted]
-    return _parse(chassis, rules, _read(environ, env_file), env_file)
+    """Read and parse the settings `rules` name (those among `only`, when given); raise
+    `SettingsError` listing every problem.
+
+    `environ` defaults to `os.environ`; `env_file` fills in keys the environment lacks. A
+    command that needs a few settings (`migrate`, `keys`) reads `only` those, so a peer URL not
+    configured yet does not stop it.
+    """
+    wanted = rules
+    if only is not None:
+        names = set(only)
+        wanted = [rule for rule in rules if rule.name in names]
+    return _parse(rules, wanted, _read(environ, env_file), env_file)
 
 
 def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
@@ -300,7 +274,7 @@ def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str,
 
 
 def _parse(
-    chassis: list[Setting],
+    known: list[Setting],
     rules: list[Setting],
     source: Mapping[str, str],
     env_file: Path | None,
@@ -309,7 +283,7 @@ def _parse(
     problems: list[str] = []
     if {"DATABASE_URL", "SERVICE_KEYS_DIR"} & {rule.name for rule in rules}:
         # Where `var/` is decides where those two point, so it is checked whenever they are.
-        rules = rules + [r for r in chassis if r.name == "SERVICE_VAR_DIR" and r not in rules]
+        rules = rules + [r for r in known if r.name == "SERVICE_VAR_DIR" and r not in rules]
     for rule in rules:
         raw = source.get(rule.name, "")
         if raw.strip() == "":

@@ -147,10 +147,10 @@ class Bench:
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute(NAIVE_DDL)
             cur.execute(NAIVE_OUTBOX_DDL)
+        from orders import SERVICE
         from orders.chassis.db import Database
-        from orders.chassis.settings import load_settings
 
-        self.settings = load_settings()
+        self.settings = SERVICE.load_settings()
         self.db = Database(self.url)
 
     def __exit__(self, *exc: object) -> None:

@@ -62,14 +62,14 @@ MIGRATIONS = {
 ENQUEUE = textwrap.dedent(
     """
     import sys, uuid
+    from orders import SERVICE
     from orders.chassis.context import Context
     from orders.chassis.db import Database
-    from orders.chassis.settings import load_settings
     import logging
 
     count, per_transaction = int(sys.argv[1]), int(sys.argv[2])
     data = dict(x.split("=", 1) for x in sys.argv[3:])
-    settings = load_settings()
+    settings = SERVICE.load_settings()
     db = Database(settings.database_url, base_dir=settings.root)
     done = 0
     while done < count:

@@ -21,10 +21,10 @@ pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 PROCESS = textwrap.dedent(
     """
     import sys, time
+    from payments import SERVICE
     from payments.chassis.breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore
-    from payments.chassis.settings import load_settings
 
-    settings = load_settings()
+    settings = SERVICE.load_settings()
     store = BreakerStore(settings.database_url, settings.root)
     breaker = Breaker(store, "orders", BreakerPolicy(failure_threshold=3, open_seconds=1.0))
     if sys.argv[1] == "fail":

@@ -103,11 +103,13 @@ subscriptions (v1 and v2) handle the order."""
 import json
 import logging
 
-from shop.chassis.events import catalog
+from shop import SERVICE
 from shop.chassis.schemas import endpoints
-from shop.chassis.worker import Worker, load_subscribers
+from shop.chassis.worker import Worker
 
-CREATE_ORDER = next(endpoint for endpoint in endpoints() if endpoint.name == "create_order")
+CREATE_ORDER = next(
+    endpoint for endpoint in endpoints(SERVICE.model) if endpoint.name == "create_order"
+)
 
 
 def test_an_order_is_published_in_both_versions_and_handled_by_both_subscriptions(
@@ -134,8 +136,8 @@ def test_an_order_is_published_in_both_versions_and_handled_by_both_subscription
 
     worker = Worker(
         db,
-        subscribers=load_subscribers(),
-        catalog=catalog(),
+        subscribers=SERVICE.registry.SUBSCRIBERS,
+        catalog=SERVICE.catalog,
         settings=settings,
         log=logging.getLogger("test.release_2"),
     )

@@ -121,8 +121,8 @@ def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database
 
     cli("worker", "--once")
     check = (
-        "import json; from mailer.chassis.cli import database_or_exit\n"
-        "db = database_or_exit()\n"
+        "import json; from mailer import SERVICE; from mailer.chassis.db import Database\n"
+        "db = Database(SERVICE.load_database_url(), base_dir=SERVICE.root)\n"
         "with db.transaction() as conn:\n"
         "    print(json.dumps([conn.fetchall('SELECT order_id FROM mailed'),\n"
         "                      conn.fetchall('SELECT status FROM message_queue')]))\n"

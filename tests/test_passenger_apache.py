@@ -70,11 +70,11 @@ def handle(ctx: Context, event: dict[str, Any]) -> None:
 # Puts one payment.captured message into the queue, as the inbox stores one from the peer.
 ENQUEUE = """
 import uuid
+from orders import SERVICE
 from orders.chassis import events, queue
 from orders.chassis.db import Database
-from orders.chassis.settings import load_settings
 
-settings = load_settings()
+settings = SERVICE.load_settings()
 data = {"payment_id": str(uuid.uuid4()), "order_id": str(uuid.uuid4()), "amount_cents": 100,
         "captured_at": "2026-01-01T00:00:00Z"}
 event = events.envelope(source="payments", type_="payment.captured", version=1, data=data,

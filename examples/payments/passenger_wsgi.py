@@ -21,6 +21,7 @@ from dotenv import load_dotenv  # noqa: E402  (after the path is set)
 
 load_dotenv(ROOT / ".env")  # the environment wins: existing variables are not overridden
 
+from payments import SERVICE  # noqa: E402
 from payments.chassis.app import create_app, unavailable_app  # noqa: E402
 
 # Folders that web servers serve as they are (cPanel's ~/www is a link to ~/public_html).
@@ -61,6 +62,6 @@ if reason:
     )
 
 try:
-    application = create_app()
+    application = create_app(SERVICE)
 except Exception as exc:  # bad settings, missing generated code: say why in the log, answer 503
-    application = unavailable_app(exc)
+    application = unavailable_app(SERVICE, exc)

@@ -1,5 +1,6 @@
 """`python -m <package>` runs the service's command line (see chassis/cli.py)."""
 
+from . import SERVICE
 from .chassis.cli import run
 
-run()
+run(SERVICE)

@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from werkzeug.serving import make_server
 
-from orders import create_app
+from orders import SERVICE, create_app
 from orders.chassis import auth, keys
 from orders.chassis.routes import register_endpoints
-from orders.chassis.schemas import Endpoint, load_service
+from orders.chassis.schemas import Endpoint
 from orders.chassis.settings import SettingsError
 
-NAME = load_service()["service"]["name"]  # this service's issuer and audience by default
+NAME = SERVICE.model["service"]["name"]  # this service's issuer and audience by default
 PEER = "test-peer"  # a trusted peer, keys by JWKS URL
 PINNED = "test-pinned"  # a trusted peer, keys pinned in a file
 READ = ["probe:read"]
@@ -851,7 +851,7 @@ def test_own_issuer_in_trusted_issuers_stops_the_start(database_url, tmp_path):
     ],
 )
 def test_auth_settings_are_validated(name, value):
-    parse = {rule[0]: rule[2] for rule in auth.AUTH_SETTINGS}[name]
+    parse = {rule[0]: rule[2] for rule in auth.auth_settings(SERVICE.root)}[name]
     with pytest.raises(ValueError):
         parse(value)
 

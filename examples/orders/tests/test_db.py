@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from orders import SERVICE
 from orders.chassis.db import Database, retry_on_deadlock, utcnow
 from orders.chassis.migrate import migrate
 
@@ -18,7 +19,7 @@ from orders.chassis.migrate import migrate
 def things(fresh_database_url):
     """A fresh database with one table to play with."""
     db = Database(fresh_database_url)
-    migrate(db)
+    migrate(db, SERVICE.root)
     datetime_type = "DATETIME(6)" if db.dialect.name == "mysql" else "DATETIME"
     with db.transaction() as conn:
         conn.execute(

@@ -10,11 +10,12 @@ import copy
 import json
 import re
 
+from orders import SERVICE
 from orders.chassis.docs import CONTENT_SECURITY_POLICY, render
-from orders.chassis.schemas import GENERATED_DIR, endpoints
+from orders.chassis.schemas import endpoints
 
-DOCUMENT = json.loads((GENERATED_DIR / "openapi.json").read_text(encoding="utf-8"))
-ENDPOINTS = endpoints()
+DOCUMENT = json.loads((SERVICE.generated_dir / "openapi.json").read_text(encoding="utf-8"))
+ENDPOINTS = endpoints(SERVICE.model)
 
 
 def test_the_page_is_public_html_with_a_strict_content_security_policy(client):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 from conftest import request_headers
 
+from orders import SERVICE
 from orders.chassis.examples import example_for
 from orders.chassis.schemas import Endpoint, endpoints
 
-ENDPOINTS = endpoints()
+ENDPOINTS = endpoints(SERVICE.model)
 WITH_BODY = [endpoint for endpoint in ENDPOINTS if endpoint.has_body]
 
 

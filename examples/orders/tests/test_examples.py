@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft202012Validator
 
+from orders import SERVICE
 from orders.chassis.examples import example_for
-from orders.chassis.schemas import load_service
 
 UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F-]{36}$"}
 SCHEMAS = {
@@ -45,7 +45,7 @@ def test_optional_fields_get_a_value_not_null():
 
 
 def test_every_schema_of_this_service_has_a_valid_example():
-    service = load_service()
+    service = SERVICE.model
     schemas = [e["request"] for e in service.get("endpoints", [])]
     schemas += [e["response"] for e in service.get("endpoints", [])]
     for message in service.get("messages", {}).values():

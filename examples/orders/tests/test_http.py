@@ -9,14 +9,13 @@ import logging
 import pytest
 from conftest import client_of, request_headers
 
-from orders import create_app
+from orders import SERVICE, create_app
 from orders.chassis import Problem, audit
-from orders.chassis.app import load_handlers
 from orders.chassis.examples import example_for
 from orders.chassis.logs import Throttle
 from orders.chassis.schemas import endpoints
 
-ENDPOINTS = endpoints()
+ENDPOINTS = endpoints(SERVICE.model)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -90,7 +89,7 @@ needs_endpoint = pytest.mark.skipif(not ENDPOINTS, reason="the spec has no endpo
 
 def app_with_handler(settings, handler):
     """The app, with the first endpoint's handler replaced by `handler`."""
-    handlers = {**load_handlers(), ENDPOINTS[0].name: handler}
+    handlers = {**SERVICE.registry.HANDLERS, ENDPOINTS[0].name: handler}
     return create_app(settings, handlers=handlers)
 
 
@@ -150,7 +149,7 @@ def test_a_response_that_breaks_the_schema_is_a_500_and_rolls_back(settings, db)
 
 @needs_endpoint
 def test_a_handlers_writes_commit_when_it_returns(settings, db):
-    real = load_handlers()[ENDPOINTS[0].name]
+    real = SERVICE.registry.HANDLERS[ENDPOINTS[0].name]
 
     def writes(ctx, data):
         audit.record(ctx.db, action="test_committed")

@@ -20,13 +20,12 @@ import uuid
 import pytest
 from conftest import bearer, settings_for
 
-from orders import create_app
+from orders import SERVICE, create_app
 from orders.chassis import audit, ratelimit
-from orders.chassis.app import load_handlers
 from orders.chassis.examples import example_for
 from orders.chassis.schemas import Endpoint, endpoints
 
-IDEMPOTENT = [endpoint for endpoint in endpoints() if endpoint.idempotent]
+IDEMPOTENT = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.idempotent]
 pytestmark = pytest.mark.skipif(not IDEMPOTENT, reason="no endpoint of service.yaml is idempotent")
 
 
@@ -37,7 +36,7 @@ def by_name(endpoint: Endpoint) -> str:
 def counted_app(settings, endpoint: Endpoint, action: str, before=None):
     """The app, with `endpoint`'s handler recording one `action` audit row per run; `before`
     runs first (to sleep or fail)."""
-    real = load_handlers()[endpoint.name]
+    real = SERVICE.registry.HANDLERS[endpoint.name]
 
     def counting(ctx, data):
         audit.record(ctx.db, action=action)
@@ -45,7 +44,7 @@ def counted_app(settings, endpoint: Endpoint, action: str, before=None):
             before()
         return real(ctx, data)
 
-    app = create_app(settings, handlers={**load_handlers(), endpoint.name: counting})
+    app = create_app(settings, handlers={**SERVICE.registry.HANDLERS, endpoint.name: counting})
     lift_rate_limits(app)
     return app
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from orders import SERVICE
 from orders.chassis.db import Database
 from orders.chassis.migrate import (
     MigrationError,
@@ -29,19 +30,19 @@ def recorded(db: Database) -> list[str]:
 
 def test_migrate_applies_everything_in_order_and_records_it(fresh_database_url):
     db = Database(fresh_database_url)
-    expected = discover(db.dialect.name)
-    applied = migrate(db)
+    expected = discover(db.dialect.name, SERVICE.root)
+    applied = migrate(db, SERVICE.root)
     assert [m.name for m in applied] == [m.name for m in expected]
     assert applied[0].name == "chassis/0001_init"
     assert sorted(recorded(db)) == sorted(m.name for m in expected)
-    assert pending(db) == []
+    assert pending(db, SERVICE.root) == []
 
 
 def test_migrate_again_does_nothing(fresh_database_url):
     db = Database(fresh_database_url)
-    migrate(db)
+    migrate(db, SERVICE.root)
     before = recorded(db)
-    assert migrate(db) == []
+    assert migrate(db, SERVICE.root) == []
     assert recorded(db) == before
 
 
@@ -54,7 +55,7 @@ def test_app_migrations_run_after_the_chassis_ones(fresh_database_url, tmp_path)
         "CREATE TABLE notes (id INTEGER NOT NULL PRIMARY KEY, body VARCHAR(100) NOT NULL);\n"
         "INSERT INTO notes (id, body) VALUES (1, '100% done; really');\n"
     )
-    applied = [m.name for m in migrate(db, root=tmp_path)]
+    applied = [m.name for m in migrate(db, tmp_path)]
     assert applied[-1] == "app/0001_notes"
     assert all(name.startswith("chassis/") for name in applied[:-1])
     with db.transaction() as conn:
@@ -67,7 +68,7 @@ def test_a_failing_migration_is_not_recorded_and_says_which_statement(fresh_data
     folder.mkdir(parents=True)
     (folder / "0001_broken.sql").write_text("CREATE TABLE broken (id INTEGER;\n")
     with pytest.raises(MigrationError, match=r"0001_broken.sql: statement 1 failed"):
-        migrate(db, root=tmp_path)
+        migrate(db, tmp_path)
     assert "app/0001_broken" not in recorded(db)
 
 
@@ -110,4 +111,4 @@ def test_two_migrate_processes_at_once_apply_each_migration_once(fresh_database_
     ]
     db = Database(fresh_database_url)
     names = recorded(db)
-    assert len(applied_lines) == len(names) == len(discover(db.dialect.name))
+    assert len(applied_lines) == len(names) == len(discover(db.dialect.name, SERVICE.root))

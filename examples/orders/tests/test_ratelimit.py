@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 from conftest import bearer, new_address, new_subject, request_headers
 
-from orders import create_app
+from orders import SERVICE, create_app
 from orders.chassis import ratelimit
 from orders.chassis.db import Database
 from orders.chassis.examples import example_for
-from orders.chassis.schemas import Endpoint, endpoints, load_service
+from orders.chassis.schemas import Endpoint, endpoints
 
-LIMITED = [endpoint for endpoint in endpoints() if endpoint.rate_limit]
-POLICIES = load_service().get("rate_limits") or {}
+LIMITED = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.rate_limit]
+POLICIES = SERVICE.model.get("rate_limits") or {}
 needs_limited = pytest.mark.skipif(
     not LIMITED, reason="no endpoint of service.yaml names a rate_limit"
 )

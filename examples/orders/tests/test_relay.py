@@ -19,8 +19,8 @@ from conftest import fresh_database, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, clean_tables, rows
 from peer_servers import Reply, ScriptedPeer, free_port, serve
 
+from orders import SERVICE, create_app
 from orders.chassis import inbox, outbox
-from orders.chassis.app import create_app
 from orders.chassis.breaker import CLOSED, OPEN, BreakerStore
 from orders.chassis.db import Database
 from orders.chassis.events import Catalog
@@ -70,7 +70,7 @@ LOG = logging.getLogger("test.relay")
 def receiver_db(tmp_path_factory) -> Iterator[Database]:
     with fresh_database(tmp_path_factory.mktemp("receiver")) as url:
         database = Database(url)
-        migrate(database)
+        migrate(database, SERVICE.root)
         yield database
         database.close()
 

@@ -1,5 +1,26 @@
-"""The service package. `create_app()` builds the WSGI application."""
+"""The service package: `SERVICE` describes it to the chassis, `create_app()` builds the WSGI
+application."""
 
-from .chassis.app import create_app
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-__all__ = ["create_app"]
+from flask import Flask
+
+from .chassis.app import create_app as build_app
+from .chassis.service import Service
+from .chassis.settings import Settings
+
+# The chassis learns where this service lives from here, never from its own files.
+SERVICE = Service(package=__name__, folder=Path(__file__).resolve().parent)
+
+
+def create_app(
+    settings: Settings | None = None, handlers: Mapping[str, Any] | None = None
+) -> Flask:
+    """The WSGI application of this service: settings from the environment and `.env` unless
+    given, handlers from `_generated/registry.py` unless given (see chassis/app.py)."""
+    return build_app(SERVICE, settings, handlers)
+
+
+__all__ = ["SERVICE", "create_app"]

@@ -32,12 +32,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from payments import create_app
+from payments import SERVICE, create_app
 from payments.chassis.db import Database
 from payments.chassis.keys import KeyStore, mint_token
 from payments.chassis.migrate import migrate
-from payments.chassis.schemas import Endpoint, load_service
-from payments.chassis.settings import Settings, load_settings
+from payments.chassis.schemas import Endpoint
+from payments.chassis.settings import Settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 USES_MYSQL = urlsplit(TEST_DATABASE_URL).scheme.split("+")[0] in ("mysql", "mariadb")
@@ -80,7 +80,7 @@ def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         "SERVICE_KEYS_DIR": str(session_keys().directory),
     }
-    for key in load_service().get("settings", []):
+    for key in SERVICE.model.get("settings", []):
         environ[key] = "http://127.0.0.1:9" if key.endswith("_URL") else "test"
     environ.update(overrides)
     return environ
@@ -104,7 +104,7 @@ def bearer(
     """The Authorization header of a valid token granting `scopes`, signed with the session's
     key: by default this service's own token; `issuer` plays another service whose trusted key
     is the same (see `peer_issuers`)."""
-    name = load_service()["service"]["name"]
+    name = SERVICE.model["service"]["name"]
     token = mint_token(
         session_keys(), issuer=issuer or name, audience=name, subject=subject, scopes=scopes
     )
@@ -123,7 +123,8 @@ def peer_issuers(*names: str) -> str:
 
 def settings_for(database_url: str, **overrides: str) -> Settings:
     """Settings built from `service_environment`."""
-    return load_settings(environ=service_environment(database_url, **overrides), env_file=None)
+    environ = service_environment(database_url, **overrides)
+    return SERVICE.load_settings(environ=environ, env_file=None)
 
 
 @pytest.fixture(scope="session")
@@ -149,7 +150,7 @@ def settings(database_url: str) -> Settings:
 def db(settings: Settings) -> Database:
     """The session's database, migrated."""
     database = Database(settings.database_url)
-    migrate(database)
+    migrate(database, SERVICE.root)
     return database
 
 

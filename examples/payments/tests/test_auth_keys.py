@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
+from payments import SERVICE
 from payments.chassis import auth, keys
 from payments.chassis.cli import main
-from payments.chassis.schemas import load_service
 
-NAME = load_service()["service"]["name"]
+NAME = SERVICE.model["service"]["name"]
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def cli(tmp_path: Path):
     environ = {"SERVICE_KEYS_DIR": str(tmp_path / "cli-keys"), "SERVICE_KEY_ALGORITHM": "EdDSA"}
 
     def run(*args: str, ok: bool = True):
-        result = runner.invoke(main, list(args), env=environ, catch_exceptions=False)
+        result = runner.invoke(main, list(args), obj=SERVICE, env=environ, catch_exceptions=False)
         assert (result.exit_code == 0) == ok, result.output
         return result
 

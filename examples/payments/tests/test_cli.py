@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import service_environment
 
+from payments import SERVICE
 from payments.chassis.db import Database
 from payments.chassis.migrate import migrate, pending
 from payments.chassis.schemas import endpoints
@@ -40,7 +41,7 @@ def free_port() -> int:
 def test_routes_lists_every_endpoint():
     result = run("routes")
     assert result.returncode == 0, result.stderr
-    for endpoint in endpoints():
+    for endpoint in endpoints(SERVICE.model):
         assert f"{endpoint.method}" in result.stdout and endpoint.path in result.stdout
 
 
@@ -48,7 +49,8 @@ def test_migrate_dry_run_lists_pending_migrations_and_applies_nothing(fresh_data
     result = run("migrate", "--dry-run", env={"DATABASE_URL": fresh_database_url})
     assert result.returncode == 0, result.stderr
     assert "pending chassis/0001_init" in result.stdout
-    assert [m.name for m in pending(Database(fresh_database_url))][0] == "chassis/0001_init"
+    waiting = pending(Database(fresh_database_url), SERVICE.root)
+    assert [m.name for m in waiting][0] == "chassis/0001_init"
 
 
 def test_check_passes_on_a_migrated_database_and_fails_before(fresh_database_url):
@@ -56,7 +58,7 @@ def test_check_passes_on_a_migrated_database_and_fails_before(fresh_database_url
     before = run("check", env=env)
     assert before.returncode == 1
     assert "pending" in before.stderr and "migrate" in before.stderr
-    migrate(Database(fresh_database_url))
+    migrate(Database(fresh_database_url), SERVICE.root)
     after = run("check", env=env)
     assert after.returncode == 0, after.stderr
     assert after.stdout.rstrip().endswith("schema up to date")

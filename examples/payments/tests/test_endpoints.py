@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 from conftest import request_headers
 
+from payments import SERVICE
 from payments.chassis.examples import example_for
 from payments.chassis.schemas import Endpoint, endpoints
 
-ENDPOINTS = endpoints()
+ENDPOINTS = endpoints(SERVICE.model)
 WITH_BODY = [endpoint for endpoint in ENDPOINTS if endpoint.has_body]
 
 

@@ -15,11 +15,10 @@ from conftest import bearer, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
 from messaging_helpers import make_worker as worker_for
 
+from payments import SERVICE, create_app
 from payments.chassis import inbox
-from payments.chassis.app import create_app
 from payments.chassis.events import envelope
 from payments.chassis.keys import KeyStore, mint_token
-from payments.chassis.schemas import load_service
 
 BATCH = {"Content-Type": inbox.BATCH_CONTENT_TYPE}
 
@@ -141,7 +140,7 @@ def test_without_a_token_or_its_scope_nothing_is_stored(receiver, mdb):
 def test_a_sender_whose_issuer_is_not_trusted_cannot_deliver(receiver, mdb, tmp_path):
     stranger = KeyStore(tmp_path / "stranger-keys")
     stranger.generate()
-    name = load_service()["service"]["name"]
+    name = SERVICE.model["service"]["name"]
     token = mint_token(stranger, issuer="stranger", audience=name, subject="peer_a",
                        scopes=[inbox.DELIVER_SCOPE])
     response = receiver.post(

@@ -18,11 +18,11 @@ from messaging_helpers import (
     rows,
 )
 
+from payments import SERVICE
 from payments.chassis import outbox
 from payments.chassis.claim import RetryPolicy
 from payments.chassis.context import Context
 from payments.chassis.events import InvalidMessage, UnknownMessage
-from payments.chassis.events import catalog as service_catalog
 from payments.chassis.examples import example_for
 
 
@@ -106,7 +106,7 @@ def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, set
     """Every message version in service.yaml: an example publishes to each `to:` peer (with the
     versions its `publish_also` lists, converted); data that breaks the schema is refused
     before commit."""
-    spec = service_catalog()
+    spec = SERVICE.catalog
     published = [
         (name, int(version), message.get("to") or [], entry["schema"])
         for name, message in sorted(spec.messages.items())
@@ -138,12 +138,16 @@ def test_ctx_publish_uses_the_service_spec_and_the_handlers_transaction(mdb, set
 class RecordingTransport:
     """A transport that accepts every other message and records what it was given."""
 
-    def __init__(self, refuse_odd: bool = False, broken: bool = False) -> None:
+    def __init__(self, refuse_odd: bool = False, broken: bool = False, up: bool = True) -> None:
         self.batches: list[list[int]] = []
         self.refuse_odd = refuse_odd
         self.broken = broken
+        self.up = up
 
-    def __call__(self, batch):
+    def ready(self) -> bool:
+        return self.up
+
+    def deliver(self, batch):
         self.batches.append([row.id for row in batch])
         if self.broken:
             raise ConnectionError("peer unreachable")
@@ -204,3 +208,13 @@ def test_worker_leaves_rows_for_destinations_without_a_transport(mdb, settings, 
     assert stats.delivered == 3
     status = {(row["destination"], row["status"]) for row in rows(mdb, "outbox")}
     assert status == {("peer_a", "NEW"), ("peer_b", "DONE")}
+
+
+def test_worker_claims_nothing_for_a_transport_that_is_not_ready(mdb, settings, method):
+    fill_outbox(mdb, 3)
+    transport = RecordingTransport(up=False)
+    worker = make_worker(mdb, settings, {}, method=method, transports={"peer_b": transport})
+    worker.work_once()
+    assert transport.batches == []
+    waiting = [row for row in rows(mdb, "outbox") if row["destination"] == "peer_b"]
+    assert {(row["status"], row["retry_count"]) for row in waiting} == {("NEW", 0)}

@@ -21,6 +21,7 @@ from messaging_helpers import (
     rows,
 )
 
+from payments import SERVICE
 from payments.chassis import claim as claims
 from payments.chassis import housekeeping, outbox, queue
 from payments.chassis.claim import QUEUE, RetryPolicy
@@ -214,13 +215,12 @@ def test_quick_schema_check_agrees_with_jsonschema():
     from jsonschema import Draft202012Validator
 
     from payments.chassis.events import compile_check
-    from payments.chassis.schemas import load_service
 
     uuid_ = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
     schemas = [PING, {"type": ["string", "null"], "enum": ["a", "b"]},
                {"type": "array", "items": {"type": "object", "required": ["x"],
                                            "properties": {"x": {"type": "integer"}}}}]
-    spec = load_service()
+    spec = SERVICE.model
     for message in (spec.get("messages") or {}).values():
         schemas += [entry["schema"] for entry in message["versions"].values()]
     schemas += [subscription["schema"] for subscription in spec.get("subscriptions") or []]

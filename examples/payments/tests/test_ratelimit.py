@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 from conftest import bearer, new_address, new_subject, request_headers
 
-from payments import create_app
+from payments import SERVICE, create_app
 from payments.chassis import ratelimit
 from payments.chassis.db import Database
 from payments.chassis.examples import example_for
-from payments.chassis.schemas import Endpoint, endpoints, load_service
+from payments.chassis.schemas import Endpoint, endpoints
 
-LIMITED = [endpoint for endpoint in endpoints() if endpoint.rate_limit]
-POLICIES = load_service().get("rate_limits") or {}
+LIMITED = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.rate_limit]
+POLICIES = SERVICE.model.get("rate_limits") or {}
 needs_limited = pytest.mark.skipif(
     not LIMITED, reason="no endpoint of service.yaml names a rate_limit"
 )

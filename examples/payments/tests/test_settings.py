@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from payments.chassis.settings import SettingsError, load_settings
+from payments import SERVICE
+from payments.chassis.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_give_a_sqlite_database_in_var():
-    settings = load_settings(environ={}, env_file=None, spec_keys=[])
+    settings = SERVICE.load_settings(environ={}, env_file=None, spec_keys=[])
     assert settings.database_url == "sqlite:///var/payments.db"
     assert settings.log_level == "INFO"
     assert settings.max_body_bytes == 1048576
@@ -27,7 +28,7 @@ def test_one_error_lists_every_missing_or_bad_setting():
         "MAX_BODY_BYTES": "lots",
     }
     with pytest.raises(SettingsError) as raised:
-        load_settings(environ=environ, env_file=None, spec_keys=["PEER_URL"])
+        SERVICE.load_settings(environ=environ, env_file=None, spec_keys=["PEER_URL"])
     message = str(raised.value)
     assert len(raised.value.problems) == 4
     assert "DATABASE_URL" in message and "mysql://" in message
@@ -38,12 +39,14 @@ def test_one_error_lists_every_missing_or_bad_setting():
 
 def test_a_peer_url_must_be_an_http_url():
     with pytest.raises(SettingsError, match="PEER_URL='ftp://x'"):
-        load_settings(environ={"PEER_URL": "ftp://x"}, env_file=None, spec_keys=["PEER_URL"])
+        SERVICE.load_settings(
+            environ={"PEER_URL": "ftp://x"}, env_file=None, spec_keys=["PEER_URL"]
+        )
 
 
 def test_the_database_password_never_appears_in_an_error():
     with pytest.raises(SettingsError) as raised:
-        load_settings(
+        SERVICE.load_settings(
             environ={"DATABASE_URL": "mysql://app:hunter2@db:3306/"}, env_file=None, spec_keys=[]
         )
     assert "hunter2" not in str(raised.value)
@@ -52,7 +55,9 @@ def test_the_database_password_never_appears_in_an_error():
 def test_env_file_fills_in_and_the_environment_wins(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("LOG_LEVEL=debug\nMAX_BODY_BYTES=2048\n")
-    settings = load_settings(environ={"MAX_BODY_BYTES": "4096"}, env_file=env_file, spec_keys=[])
+    settings = SERVICE.load_settings(
+        environ={"MAX_BODY_BYTES": "4096"}, env_file=env_file, spec_keys=[]
+    )
     assert settings.log_level == "DEBUG"
     assert settings.max_body_bytes == 4096
 

@@ -26,9 +26,8 @@ from jsonschema import Draft202012Validator
 from messaging_helpers import TRACEPARENT, clean_tables, rows
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from payments import create_app
+from payments import SERVICE, create_app
 from payments.chassis import inbox, outbox
-from payments.chassis.app import load_handlers
 from payments.chassis.events import Catalog, InvalidMessage, envelope
 from payments.chassis.examples import example_for
 from payments.chassis.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
@@ -40,7 +39,7 @@ from payments.chassis.schemas import (
     validator_for,
 )
 
-WITH_BODY = [endpoint for endpoint in endpoints() if endpoint.has_body]
+WITH_BODY = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.has_body]
 needs_body_endpoint = pytest.mark.skipif(not WITH_BODY, reason="no endpoint takes a JSON body")
 
 
@@ -328,7 +327,7 @@ def app_storing(settings, endpoint: Endpoint, table: str, column: str):
         ctx.db.execute(f"INSERT INTO {table} ({column}) VALUES (%s)", ("far too long",))
         return {}
 
-    return create_app(settings, handlers={**load_handlers(), endpoint.name: handle})
+    return create_app(settings, handlers={**SERVICE.registry.HANDLERS, endpoint.name: handle})
 
 
 def rows_in(db, table: str) -> int:
@@ -372,7 +371,7 @@ def test_copy_json_copies_every_level():
     assert document == {"a": [1, {"b": ["c"]}], "d": None}
 
 
-@pytest.mark.parametrize("endpoint", endpoints(), ids=lambda endpoint: endpoint.name)
+@pytest.mark.parametrize("endpoint", endpoints(SERVICE.model), ids=lambda endpoint: endpoint.name)
 def test_the_quick_request_check_never_accepts_what_jsonschema_refuses(endpoint):
     # The quick check answers "valid" for the common case without jsonschema; it must never
     # say so for data jsonschema refuses (its "invalid" is always re-checked by jsonschema).
@@ -517,7 +516,9 @@ def _query_integer(endpoint: Endpoint) -> str | None:
 
 
 WITH_QUERY_INTEGER = [
-    endpoint for endpoint in endpoints() if not endpoint.has_body and _query_integer(endpoint)
+    endpoint
+    for endpoint in endpoints(SERVICE.model)
+    if not endpoint.has_body and _query_integer(endpoint)
 ]
 
 

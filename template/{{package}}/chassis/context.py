@@ -61,11 +61,16 @@ class Context:
     # Messages published and jobs enqueued by the handler, written just before the transaction
     # commits (`flush_messages`), so they exist exactly when the handler's own writes do.
     outgoing: outbox.Outgoing = field(default_factory=outbox.Outgoing)
-    # The messages of the spec (`_generated/service.json`), for validating what is published.
-    catalog: events.Catalog = field(default_factory=events.catalog)
+    # The messages of the spec (`_generated/service.json`), for validating what is published;
+    # by default the catalog of the service the settings belong to.
+    catalog: events.Catalog | None = None
     # The typed clients of the peers this service calls, made on first use of `peers` and kept
     # for the whole run: the Idempotency-Keys of its calls are numbered within it.
     _peers: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.catalog is None:
+            self.catalog = self.settings.service.catalog
 
     @property
     def peers(self) -> Any:

@@ -83,7 +83,7 @@ def _parse_seconds(raw: str) -> int:
     return value
 
 
-# (name, default, parser, meaning, secret), added to the settings by settings.py.
+# (name, default, parser, meaning, secret), added to the settings by `Service.setting_rules`.
 IDEMPOTENCY_SETTINGS: list[tuple[str, str, Callable[[str], Any], str, bool]] = [
     (
         "IDEMPOTENCY_TTL_SECONDS",

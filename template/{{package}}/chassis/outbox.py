@@ -16,32 +16,27 @@ versions, one publish writes several: `publish_also: [1]` on version 2 in the sp
 `ctx.publish("order.created", 2, data)` publish version 1 too, converted by the user's
 `handlers/order_created_v2_to_v1.py`.
 
-Delivery goes through a transport per destination: `deliver(rows) -> {row id: None | error}`.
-`relay_batch` claims a destination's rows (the same claim as the queue, see claim.py), hands them
-to its transport outside any transaction, and completes or retries each row on its lease. Rows for
-a destination with no transport wait, NEW, until one is configured.
+Delivery goes through a transport per destination (`transports.Transport`:
+`deliver(rows) -> {row id: None | error}`). `relay_batch` claims a destination's rows (the same
+claim as the queue, see claim.py), hands them to its transport outside any transaction, and
+completes or retries each row on its lease. Rows for a destination with no transport wait, NEW,
+until one is configured.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import queue
-from .claim import OUTBOX, Claimed, RetryPolicy, claim, complete, describe_exception, fail
+from .claim import OUTBOX, RetryPolicy, claim, complete, describe_exception, fail
 from .db import Connection, Database, retry_on_deadlock
 from .dialect import Dialect
 from .events import Catalog, MessageError, envelope
-
-#: A transport: delivers a batch of outbox rows for one destination; returns, for every row id,
-#: None when the peer accepted it or the error text when it did not (a `Rejected` text when the
-#: peer refused it for good). Rows missing from the answer count as failed. Raising fails the
-#: whole batch with that error.
-Deliver = Callable[[list[Claimed]], Mapping[int, str | None]]
+from .transports import Transport
 
 
 class Rejected(str):
@@ -110,8 +105,8 @@ def publish(
 
     When the spec lists other versions under the version's `publish_also` (a migration between
     versions), each is published too, in the same transaction: converted from `data` by the
-    user's converter (`_generated/converters.py` unless `converters` is given) and validated
-    against its own schema. Only the version asked for is returned.
+    user's converter (`_generated/converters.py`, which the catalog loads, unless `converters`
+    is given) and validated against its own schema. Only the version asked for is returned.
 
     Raises `events.InvalidMessage` naming the field when the data (or a converted version)
     breaks the schema, and `events.UnknownMessage` when the spec does not declare the message
@@ -119,7 +114,7 @@ def publish(
     """
     event = _publish_one(outgoing, catalog, type_, version, data, traceparent=traceparent)
     for target in publish_also(catalog, type_, version):
-        table = load_converters() if converters is None else converters
+        table = _converters(catalog) if converters is None else converters
         convert = table.get((type_, version, target))
         if convert is None:
             raise MessageError(
@@ -137,12 +132,10 @@ def publish_also(catalog: Catalog, type_: str, version: int) -> list[int]:
     return [int(target) for target in (versions.get(str(version)) or {}).get("publish_also", [])]
 
 
-@functools.cache
-def load_converters() -> Mapping[tuple[str, int, int], Converter]:
-    """CONVERTERS from `_generated/converters.py` (it imports the user's converter modules)."""
-    from .._generated import converters
-
-    return converters.CONVERTERS
+def _converters(catalog: Catalog) -> Mapping[tuple[str, int, int], Converter]:
+    """The user's converters of the catalog's service (`Service.converters`); none when the
+    catalog was built without them."""
+    return catalog.converters() if catalog.converters is not None else {}
 
 
 def _publish_one(
@@ -183,7 +176,7 @@ class RelayResult:
 def relay_batch(
     db: Database,
     destination: str,
-    deliver: Deliver,
+    transport: Transport,
     *,
     policy: RetryPolicy,
     batch_size: int,
@@ -191,8 +184,8 @@ def relay_batch(
     method: str,
     log: logging.Logger,
 ) -> RelayResult:
-    """Claim up to `batch_size` of `destination`'s outbox rows, deliver them, and record the
-    outcome of each on its lease."""
+    """Claim up to `batch_size` of `destination`'s outbox rows, deliver them with `transport`,
+    and record the outcome of each on its lease."""
     rows = claim(
         db,
         OUTBOX,
@@ -206,7 +199,7 @@ def relay_batch(
         return result
     # No transaction is open while the peer is called: a slow peer holds no locks, only leases.
     try:
-        answers = dict(deliver(rows))
+        answers = dict(transport.deliver(rows))
     except Exception as exc:  # noqa: BLE001  # the transport failed: every row failed with it
         error = describe_exception(exc)
         answers = {row.id: error for row in rows}

@@ -7,33 +7,32 @@ Every problem is collected before anything fails, so one start-up error lists al
       - PAYMENTS_URL is missing: the service spec needs it (an http(s) URL)
 
 The environment wins over `.env`, so a hosting panel's variables override the file.
-To add a chassis setting, add a `Setting` to `SETTINGS`; keys the spec adds (peer URLs) come from
+
+This module knows no feature: it defines a `Setting`, the parsers, the general settings
+(`core_settings`) and how a list of settings is read and checked (`load`). Each feature module
+declares its own settings (`auth.auth_settings`, `ratelimit.RATE_LIMIT_SETTINGS`, ...) and
+`Service.setting_rules` (service.py) collects them; keys the spec adds (peer URLs) come from
 `_generated/service.json`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .auth import AUTH_SETTINGS, issuer_problem
 from .db import DatabaseError, DatabaseURL, redact
-from .idempotency import IDEMPOTENCY_SETTINGS
-from .peers import PEER_SETTINGS
-from .ratelimit import RATE_LIMIT_SETTINGS
-from .schemas import PACKAGE_DIR, SERVICE_ROOT, load_service
 
-PACKAGE = PACKAGE_DIR.name
-ENV_FILE = SERVICE_ROOT / ".env"
+if TYPE_CHECKING:
+    from .service import Service
 
 
 class SettingsError(Exception):
@@ -44,6 +43,25 @@ class SettingsError(Exception):
         where = f"the environment or in {env_file}" if env_file else "the environment"
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"invalid settings (set them in {where}):\n{lines}")
+
+
+def number(
+    low: float, high: float, whole: bool = False, unit: str = ""
+) -> Callable[[str], Any]:
+    """A parser of a number from `low` to `high` (a whole one if `whole`), `unit` naming what it
+    counts in its error ("must be a number of seconds from 0.1 to 60")."""
+    kind = ("a whole number" if whole else "a number") + (f" of {unit}" if unit else "")
+
+    def parse(raw: str) -> Any:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high) or (whole and value != int(value)):
+            raise ValueError(f"must be {kind} from {low:g} to {high:g}")
+        return int(value) if whole else value
+
+    return parse
 
 
 def _parse_database_url(raw: str) -> str:
@@ -139,48 +157,45 @@ class Setting:
     secret: bool = False
 
 
-SETTINGS: list[Setting] = [
-    Setting(
-        "DATABASE_URL",
-        f"sqlite:///var/{PACKAGE}.db",
-        _parse_database_url,
-        "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
-        secret=True,
-    ),
-    Setting(
-        "SERVICE_VAR_DIR",
-        "var",
-        _parse_var_dir,
-        "folder of the service's signing keys and SQLite databases: `var/` in DATABASE_URL and "
-        "SERVICE_KEYS_DIR means this folder. Outside the service's folder on shared hosting",
-    ),
-    Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    Setting(
-        "MAX_BODY_BYTES",
-        "1048576",
-        _parse_positive_int,
-        "largest request body accepted, in bytes (larger ones get 413)",
-    ),
-    Setting(
-        "MESSAGE_RETENTION_DAYS",
-        "7",
-        _parse_days,
-        "days to keep handled (DONE) queue and outbox rows before the worker deletes them",
-    ),
-    Setting(
-        "CLAIM_METHOD",
-        "auto",
-        _parse_claim_method,
-        "how workers claim messages: auto (SKIP LOCKED where the server has it), skip_locked or "
-        "compare_and_set",
-    ),
-]
-# Service identity and token verification (auth.py documents each key).
-SETTINGS += [Setting(name, default, parse, help) for name, default, parse, help in AUTH_SETTINGS]
-# Rate limits (ratelimit.py) and idempotency keys (idempotency.py).
-SETTINGS += [Setting(*entry) for entry in RATE_LIMIT_SETTINGS + IDEMPOTENCY_SETTINGS]
-# Calls to peers: timeouts, retries, the relay's batches, circuit breakers (peers.py).
-SETTINGS += [Setting(*entry) for entry in PEER_SETTINGS]
+def core_settings(package: str) -> list[Setting]:
+    """The general settings of the service whose package is `package`: its database, `var/`
+    folder, logs, body size, retention and claims."""
+    return [
+        Setting(
+            "DATABASE_URL",
+            f"sqlite:///var/{package}.db",
+            _parse_database_url,
+            "where the data lives: sqlite:///var/app.db or mysql://user:password@host:3306/name",
+            secret=True,
+        ),
+        Setting(
+            "SERVICE_VAR_DIR",
+            "var",
+            _parse_var_dir,
+            "folder of the service's signing keys and SQLite databases: `var/` in DATABASE_URL and "
+            "SERVICE_KEYS_DIR means this folder. Outside the service's folder on shared hosting",
+        ),
+        Setting("LOG_LEVEL", "INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        Setting(
+            "MAX_BODY_BYTES",
+            "1048576",
+            _parse_positive_int,
+            "largest request body accepted, in bytes (larger ones get 413)",
+        ),
+        Setting(
+            "MESSAGE_RETENTION_DAYS",
+            "7",
+            _parse_days,
+            "days to keep handled (DONE) queue and outbox rows before the worker deletes them",
+        ),
+        Setting(
+            "CLAIM_METHOD",
+            "auto",
+            _parse_claim_method,
+            "how workers claim messages: auto (SKIP LOCKED where the server has it), skip_locked "
+            "or compare_and_set",
+        ),
+    ]
 
 
 def spec_setting(name: str) -> Setting:
@@ -194,11 +209,17 @@ def spec_setting(name: str) -> Setting:
 class Settings:
     """The validated settings of the running service."""
 
+    service: Service
     database_url: str
     log_level: str
     max_body_bytes: int
-    root: Path = SERVICE_ROOT
     values: Mapping[str, Any] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()  # the names `describe` redacts
+
+    @property
+    def root(self) -> Path:
+        """The service's folder: relative paths in settings (`var/keys`) start there."""
+        return self.service.root
 
     def __getitem__(self, name: str) -> Any:
         """Any setting by its environment name: `settings["PAYMENTS_URL"]`."""
@@ -213,10 +234,9 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting as text with secrets redacted, for `check` and logs."""
-        secret = {setting.name for setting in SETTINGS if setting.secret}
         shown = {}
         for name, value in sorted(self.values.items()):
-            shown[name] = mask(str(value)) if name in secret else str(value)
+            shown[name] = mask(str(value)) if name in self.secrets else str(value)
         return shown
 
 
@@ -225,53 +245,24 @@ def mask(value: str) -> str:
     return redact(value) if "://" in value else "***"
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = ENV_FILE,
-    spec_keys: list[str] | None = None,
-    root: Path = SERVICE_ROOT,
-) -> Settings:
-    """Read, parse and check every setting; raise `SettingsError` listing all problems.
-
-    `environ` defaults to `os.environ`; `env_file` (default: `.env` in the service root) fills in
-    keys the environment lacks; `spec_keys` defaults to the keys in `_generated/service.json`.
-    """
-    if spec_keys is None:
-        spec_keys = list(load_service().get("settings", []))
-    rules = SETTINGS + [spec_setting(name) for name in spec_keys]
-    values = _parse(rules, _read(environ, env_file), env_file)
-    if values["SERVICE_ISSUER"]:
-        problem = issuer_problem(values["SERVICE_ISSUER"], str(load_service()["service"]["name"]))
-        if problem is not None:
-            raise SettingsError([problem], env_file)
-    return Settings(
-        database_url=values["DATABASE_URL"],
-        log_level=values["LOG_LEVEL"],
-        max_body_bytes=values["MAX_BODY_BYTES"],
-        root=root,
-        values=MappingProxyType(values),
-    )
-
-
-def load_database_url(
-    environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
-) -> str:
-    """DATABASE_URL alone, checked: for commands that need only the database (`migrate`), so a
-    peer URL not configured yet does not stop a schema migration."""
-    rules = [setting for setting in SETTINGS if setting.name == "DATABASE_URL"]
-    return _parse(rules, _read(environ, env_file), env_file)["DATABASE_URL"]
-
-
-def load_only(
-    names: Iterable[str],
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = ENV_FILE,
+def load(
+    rules: list[Setting],
+    environ: Mapping[str, str] | None,
+    env_file: Path | None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Some chassis settings alone, checked: for commands that need only those (`keys`,
-    `token`), so a peer URL not configured yet does not stop them."""
-    wanted = set(names)
-    rules = [setting for setting in SETTINGS if setting.name in wanted]
-    return _parse(rules, _read(environ, env_file), env_file)
+    """Read and parse the settings `rules` name (those among `only`, when given); raise
+    `SettingsError` listing every problem.
+
+    `environ` defaults to `os.environ`; `env_file` fills in keys the environment lacks. A
+    command that needs a few settings (`migrate`, `keys`) reads `only` those, so a peer URL not
+    configured yet does not stop it.
+    """
+    wanted = rules
+    if only is not None:
+        names = set(only)
+        wanted = [rule for rule in rules if rule.name in names]
+    return _parse(rules, wanted, _read(environ, env_file), env_file)
 
 
 def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
@@ -283,13 +274,16 @@ def _read(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str,
 
 
 def _parse(
-    rules: list[Setting], source: Mapping[str, str], env_file: Path | None
+    known: list[Setting],
+    rules: list[Setting],
+    source: Mapping[str, str],
+    env_file: Path | None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     problems: list[str] = []
     if {"DATABASE_URL", "SERVICE_KEYS_DIR"} & {rule.name for rule in rules}:
         # Where `var/` is decides where those two point, so it is checked whenever they are.
-        rules = rules + [r for r in SETTINGS if r.name == "SERVICE_VAR_DIR" and r not in rules]
+        rules = rules + [r for r in known if r.name == "SERVICE_VAR_DIR" and r not in rules]
     for rule in rules:
         raw = source.get(rule.name, "")
         if raw.strip() == "":

@@ -15,11 +15,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response
-
-from .schemas import GENERATED_DIR
 
 DOCS_PATH = "/docs"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -43,9 +42,9 @@ th { background: #f6f8fa; }
 """
 
 
-def install(app: Flask, path: Any = None) -> None:
-    """Serve the page at /docs when the service has an OpenAPI document (rendered once here)."""
-    source = GENERATED_DIR / "openapi.json" if path is None else path
+def install(app: Flask, source: Path) -> None:
+    """Serve the page at /docs when the service has an OpenAPI document `source` (rendered once
+    here)."""
     if not source.is_file():
         return
     page = render(json.loads(source.read_text(encoding="utf-8"))).encode()

@@ -15,16 +15,16 @@ policies.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .claim import DEFAULT_POLICY, RetryPolicy
 from .logs import utc_timestamp
-from .schemas import compile_check, load_service, to_jsonable, validation_errors, validator_for
+from .schemas import compile_check, to_jsonable, validation_errors, validator_for
 
 SPECVERSION = "1.0"
 _TYPE = re.compile(r"^(?P<name>.+)\.v(?P<version>[1-9][0-9]*)$")
@@ -95,6 +95,7 @@ class Catalog:
     messages: dict[str, Any]
     subscriptions: list[dict[str, Any]]
     retry_policies: dict[str, Any]
+    converters: Callable[[], Mapping[tuple[str, int, int], Any]] | None = None
     _validators: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     _by_key: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _policies: dict[tuple[str, int], RetryPolicy] = field(default_factory=dict)
@@ -104,13 +105,19 @@ class Catalog:
         self._by_key = {(s["message"], int(s["version"])): s for s in self.subscriptions}
 
     @classmethod
-    def load(cls, model: dict[str, Any] | None = None) -> Catalog:
-        model = load_service() if model is None else model
+    def load(
+        cls,
+        model: dict[str, Any],
+        converters: Callable[[], Mapping[tuple[str, int, int], Any]] | None = None,
+    ) -> Catalog:
+        """The catalog of the spec model `model`; `converters` loads the user's converters
+        between versions (`Service.converters`), which `publish_also` needs."""
         return cls(
             service=model["service"]["name"],
             messages=model.get("messages") or {},
             subscriptions=model.get("subscriptions") or [],
             retry_policies=model.get("retry_policies") or {},
+            converters=converters,
         )
 
     # -- publishing -----------------------------------------------------------------------
@@ -200,9 +207,3 @@ class Catalog:
         if errors:
             raise InvalidMessage(type_, version, errors)
         return data
-
-
-@functools.cache
-def catalog() -> Catalog:
-    """The catalog of this service (read from `_generated/service.json` once per process)."""
-    return Catalog.load()

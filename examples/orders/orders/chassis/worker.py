@@ -44,10 +44,9 @@ from .db import Connection, Database, retry_on_deadlock
 from .events import Catalog, MessageError
 from .housekeeping import purge_done, purge_request_state
 from .logs import bound_ids, new_trace_id, trace_id_from
-from .outbox import Deliver, Outgoing, pending, relay_batch
-from .relay import PeerTransport
-from .schemas import load_registry
+from .outbox import Outgoing, pending, relay_batch
 from .settings import Settings
+from .transports import Transport
 
 Handler = Callable[[Context, Any], Any]
 
@@ -97,7 +96,7 @@ class Worker:
         catalog: Catalog,
         settings: Settings,
         log: logging.Logger,
-        transports: Mapping[str, Deliver] | None = None,
+        transports: Mapping[str, Transport] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         method: str = "auto",
@@ -177,13 +176,13 @@ class Worker:
         """Process one batch of the queue and one of each relayed destination; return how many
         rows were claimed (0: nothing to do right now)."""
         claimed = self.process_queue_batch()
-        for destination, deliver in self.transports.items():
-            if isinstance(deliver, PeerTransport) and not deliver.ready():
-                continue  # the peer's circuit breaker is open: its rows wait, spending no attempt
+        for destination, transport in self.transports.items():
+            if not transport.ready():
+                continue  # the destination is down (a peer's breaker is open): its rows wait
             result = relay_batch(
                 self.db,
                 destination,
-                deliver,
+                transport,
                 policy=self.catalog.default_policy(),
                 batch_size=self.batch_size,
                 lease_seconds=self.lease_seconds,
@@ -392,8 +391,3 @@ def _fresh_data(job: Job) -> Any:
     if job.row.payload_text:
         return json.loads(job.row.payload_text).get("data")
     return copy.deepcopy(job.data)
-
-
-def load_subscribers() -> Mapping[tuple[str, int], Handler]:
-    """SUBSCRIBERS from `_generated/registry.py`, which imports the user's handler modules."""
-    return load_registry().SUBSCRIBERS

@@ -1,7 +1,9 @@
 """The Flask application factory.
 
-    app = create_app()            # settings from the environment and .env
-    app = create_app(settings)    # tests pass their own
+    app = create_app(service)             # settings from the environment and .env
+    app = create_app(service, settings)   # tests pass their own
+
+`service` is the package's `Service` (service.py), which its `__init__.py` builds.
 
 Passenger (cPanel), gunicorn and `python -m <package> serve` all run the app this returns.
 Every response an error produces is problem+json; nothing answers with an HTML page or a
@@ -14,6 +16,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -27,61 +30,61 @@ from .logs import bind_ids, configure_logging, incoming_ids, unbind_ids
 from .migrate import pending
 from .problems import PROBLEM_JSON, Problem, problem_response
 from .routes import Handler, register_endpoints
-from .schemas import GENERATED_DIR, endpoints, load_registry, load_service
-from .settings import PACKAGE, Settings, load_settings
+from .schemas import endpoints
+from .service import Service
+from .settings import Settings
 
 # Health probes arrive every few seconds; their access lines are logged at DEBUG only.
 QUIET_PATHS = frozenset({"/livez", "/readyz"})
 
 
 def create_app(
-    settings: Settings | None = None, handlers: Mapping[str, Handler] | None = None
+    service: Service,
+    settings: Settings | None = None,
+    handlers: Mapping[str, Handler] | None = None,
 ) -> Flask:
-    """Build the WSGI app: settings checked, routes from the endpoint table, health endpoints.
+    """Build the WSGI app of `service`: settings checked, routes from the endpoint table, health
+    endpoints. `handlers` defaults to the service's registry.
 
     Raises `SettingsError` (listing every bad setting) or `GeneratedCodeMissing` (with the
     command that fixes it) instead of starting half-configured.
     """
-    settings = load_settings() if settings is None else settings
-    service = load_service()
-    handlers = load_handlers() if handlers is None else handlers
-    log = configure_logging(PACKAGE, settings.log_level)
+    settings = service.load_settings() if settings is None else settings
+    model = service.model
+    handlers = service.registry.HANDLERS if handlers is None else handlers
+    log = configure_logging(service.package, settings.log_level)
 
-    app = Flask(PACKAGE, static_folder=None)
+    app = Flask(service.package, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     db = Database(settings.database_url, base_dir=settings.root)
-    app.extensions["chassis"] = Runtime(settings=settings, db=db, log=log, service=service)
+    app.extensions["chassis"] = Runtime(settings=settings, db=db, log=log, service=model)
     ratelimit.install(app)  # the spec's rate_limits, counted in the database (or Redis)
     idempotency.install(app)  # Idempotency-Key handling for endpoints marked idempotent
 
     _install_request_ids(app)
     _install_error_handlers(app)
     # Bearer tokens for every endpoint; serves this service's keys at /.well-known/jwks.json.
-    auth.install(app, settings, service_name=service["service"]["name"])
+    auth.install(app, settings, service_name=service.name)
     register_health(app)
     # /readyz warns while a peer's circuit breaker is open (what goes there waits).
     add_check(app, "breakers:open", relay.check_breakers)
     # POST /v1/inbox: where peers deliver the messages this service subscribes to.
     inbox.install(app)
-    register_endpoints(app, endpoints(service), handlers)
+    register_endpoints(app, endpoints(model), handlers)
     for document in ("openapi.json", "asyncapi.json"):  # what it serves; what it publishes
-        if (GENERATED_DIR / document).is_file():
-            app.add_url_rule(f"/{document}", document, _document(document), methods=["GET"])
-    docs.install(app)  # /docs: the OpenAPI document as a page for people
-    _warn_about_pending_migrations(app)
+        path = service.generated_dir / document
+        if path.is_file():
+            app.add_url_rule(f"/{document}", document, _document(path), methods=["GET"])
+    docs.install(app, service.generated_dir / "openapi.json")  # /docs: the page for people
+    _warn_about_pending_migrations(app, service.package)
     return app
 
 
-def load_handlers() -> Mapping[str, Handler]:
-    """HANDLERS from `_generated/registry.py`, which imports the user's handler modules."""
-    return load_registry().HANDLERS
-
-
-def unavailable_app(reason: BaseException) -> Callable[..., Iterable[bytes]]:
+def unavailable_app(service: Service, reason: BaseException) -> Callable[..., Iterable[bytes]]:
     """A WSGI app answering 503 problem+json to everything, for when `create_app` failed (bad
     settings, generated code missing). The reason goes to stderr (the server's log) once; the
     client learns only that the service is not configured."""
-    print(f"{PACKAGE} cannot start: {reason}", file=sys.stderr, flush=True)
+    print(f"{service.package} cannot start: {reason}", file=sys.stderr, flush=True)
     body = json.dumps(
         {
             "type": "about:blank",
@@ -202,16 +205,16 @@ def _install_error_handlers(app: Flask) -> None:
         )
 
 
-def _document(name: str) -> Callable[[], Response]:
-    """A view serving the generated document `name` (OpenAPI, AsyncAPI) as it is on disk."""
+def _document(path: Path) -> Callable[[], Response]:
+    """A view serving the generated document at `path` (OpenAPI, AsyncAPI) as it is on disk."""
 
     def serve() -> Response:
-        return Response((GENERATED_DIR / name).read_bytes(), mimetype="application/json")
+        return Response(path.read_bytes(), mimetype="application/json")
 
     return serve
 
 
-def _warn_about_pending_migrations(app: Flask) -> None:
+def _warn_about_pending_migrations(app: Flask, package: str) -> None:
     """Say so in the log when the schema is behind; the app still starts (readyz tells more)."""
     state: Runtime = app.extensions["chassis"]
     db: Database = state.db
@@ -223,5 +226,5 @@ def _warn_about_pending_migrations(app: Flask) -> None:
     if waiting:
         names = ", ".join(migration.name for migration in waiting)
         state.log.warning(
-            "%d migration(s) pending (%s): run `python -m %s migrate`", len(waiting), names, PACKAGE
+            "%d migration(s) pending (%s): run `python -m %s migrate`", len(waiting), names, package
         )

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -58,7 +57,7 @@ from . import problems
 from .jsonbody import copy_json
 from .keys import ALGORITHMS, DEFAULT_ALGORITHM, KeyStore, KeyStoreError, public_jwk, thumbprint
 from .problems import Problem
-from .schemas import SERVICE_ROOT, load_service
+from .settings import SettingsError, number
 
 log = logging.getLogger(__name__)
 
@@ -204,15 +203,12 @@ class AuthConfig:
     def from_settings(
         cls, settings: Mapping[str, Any], root: Path, service_name: str
     ) -> AuthConfig:
-        """The config from the parsed values of `AUTH_SETTINGS` (`Settings.values` holds them);
+        """The config from the parsed values of `auth_settings` (`Settings.values` holds them);
         empty names default to the service name, a relative key directory is relative to
         `root`, the service's folder."""
         keys_dir = Path(settings["SERVICE_KEYS_DIR"])
         if not keys_dir.is_absolute():
             keys_dir = root / keys_dir
-        # Imported here: settings imports this module (AUTH_SETTINGS).
-        from .settings import SettingsError
-
         issuer = settings["SERVICE_ISSUER"] or service_name
         problem = issuer_problem(issuer, service_name)
         if problem is not None:
@@ -256,20 +252,6 @@ def issuer_problem(issuer: str, service_name: str) -> str | None:
     )
 
 
-def _seconds(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high) or (whole and value != int(value)):
-            kind = "a whole number of seconds" if whole else "a number of seconds"
-            raise ValueError(f"must be {kind} from {low:g} to {high:g}")
-        return int(value) if whole else value
-
-    return parse
-
-
 def _name(raw: str) -> str:
     value = raw.strip()
     if any(c.isspace() for c in value):
@@ -284,64 +266,67 @@ def _key_algorithm(raw: str) -> str:
     return value
 
 
-def _trusted_issuers(raw: str) -> tuple[TrustedIssuer, ...]:
-    return parse_trusted_issuers(raw, base_dir=SERVICE_ROOT)
+def auth_settings(root: Path) -> tuple[tuple[str, str, Callable[[str], Any], str], ...]:
+    """(name, default, parser, help) of each auth setting; `Service.setting_rules` adds them.
+    The parsers raise ValueError with the fix, like every other setting's. Key files named in
+    TRUSTED_ISSUERS are relative to `root`, the service's folder."""
 
+    def trusted_issuers(raw: str) -> tuple[TrustedIssuer, ...]:
+        return parse_trusted_issuers(raw, base_dir=root)
 
-# (name, default, parser, help) of each auth setting; settings.py adds them to its table. The
-# parsers raise ValueError with the fix, like every other setting's.
-AUTH_SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
-    (
-        "SERVICE_ISSUER",
-        "",
-        _name,
-        "the iss of the tokens this service signs: empty or the service name (peers know the "
-        "sender of a message by it)",
-    ),
-    (
-        "SERVICE_AUDIENCE",
-        "",
-        _name,
-        "the aud a token must name to call this service (empty: the service name)",
-    ),
-    ("SERVICE_KEYS_DIR", "var/keys", str, "directory of this service's private signing keys"),
-    (
-        "SERVICE_KEY_ALGORITHM",
-        DEFAULT_ALGORITHM,
-        _key_algorithm,
-        "algorithm of new keys: EdDSA or RS256",
-    ),
-    (
-        "TRUSTED_ISSUERS",
-        "",
-        _trusted_issuers,
-        "issuers whose tokens are accepted besides this service: iss=jwks_url_or_file;... or JSON",
-    ),
-    (
-        "AUTH_LEEWAY_SECONDS",
-        str(DEFAULT_LEEWAY_SECONDS),
-        _seconds(0, MAX_LEEWAY_SECONDS, whole=True),
-        "clock skew allowed when checking exp, nbf and iat",
-    ),
-    (
-        "JWKS_CACHE_SECONDS",
-        str(DEFAULT_JWKS_CACHE_SECONDS),
-        _seconds(1, 7 * 86400),
-        "how long a fetched JWKS is used before it is fetched again",
-    ),
-    (
-        "JWKS_REFETCH_COOLDOWN_SECONDS",
-        str(DEFAULT_JWKS_REFETCH_COOLDOWN_SECONDS),
-        _seconds(0, 86400),
-        "least time between two fetches of one issuer's JWKS (an unknown kid triggers one)",
-    ),
-    (
-        "JWKS_FETCH_TIMEOUT_SECONDS",
-        str(DEFAULT_JWKS_FETCH_TIMEOUT_SECONDS),
-        _seconds(0.1, 60),
-        "timeout of one JWKS fetch",
-    ),
-)
+    return (
+        (
+            "SERVICE_ISSUER",
+            "",
+            _name,
+            "the iss of the tokens this service signs: empty or the service name (peers know the "
+            "sender of a message by it)",
+        ),
+        (
+            "SERVICE_AUDIENCE",
+            "",
+            _name,
+            "the aud a token must name to call this service (empty: the service name)",
+        ),
+        ("SERVICE_KEYS_DIR", "var/keys", str, "directory of this service's private signing keys"),
+        (
+            "SERVICE_KEY_ALGORITHM",
+            DEFAULT_ALGORITHM,
+            _key_algorithm,
+            "algorithm of new keys: EdDSA or RS256",
+        ),
+        (
+            "TRUSTED_ISSUERS",
+            "",
+            trusted_issuers,
+            "issuers whose tokens are accepted besides this service: iss=jwks_url_or_file;... or "
+            "JSON",
+        ),
+        (
+            "AUTH_LEEWAY_SECONDS",
+            str(DEFAULT_LEEWAY_SECONDS),
+            number(0, MAX_LEEWAY_SECONDS, whole=True, unit="seconds"),
+            "clock skew allowed when checking exp, nbf and iat",
+        ),
+        (
+            "JWKS_CACHE_SECONDS",
+            str(DEFAULT_JWKS_CACHE_SECONDS),
+            number(1, 7 * 86400, unit="seconds"),
+            "how long a fetched JWKS is used before it is fetched again",
+        ),
+        (
+            "JWKS_REFETCH_COOLDOWN_SECONDS",
+            str(DEFAULT_JWKS_REFETCH_COOLDOWN_SECONDS),
+            number(0, 86400, unit="seconds"),
+            "least time between two fetches of one issuer's JWKS (an unknown kid triggers one)",
+        ),
+        (
+            "JWKS_FETCH_TIMEOUT_SECONDS",
+            str(DEFAULT_JWKS_FETCH_TIMEOUT_SECONDS),
+            number(0.1, 60, unit="seconds"),
+            "timeout of one JWKS fetch",
+        ),
+    )
 
 
 TRUSTED_ISSUERS_FORMS = (
@@ -927,13 +912,8 @@ def bearer_token(authorization: str | None) -> str:
 # -- Flask wiring --------------------------------------------------------------------------------
 
 
-def install(app: Flask, settings: Any, service_name: str | None = None) -> Verifier:
-    """Give `app` a verifier, the `/.well-known/jwks.json` route and the 401/403 responses.
-
-    `service_name` defaults to the name in `_generated/service.json`.
-    """
-    if service_name is None:
-        service_name = str(load_service()["service"]["name"])
+def install(app: Flask, settings: Any, service_name: str) -> Verifier:
+    """Give `app` a verifier, the `/.well-known/jwks.json` route and the 401/403 responses."""
     verifier = Verifier(AuthConfig.from_settings(settings.values, settings.root, service_name))
     app.extensions[EXTENSION] = verifier
     app.add_url_rule(JWKS_PATH, "jwks", jwks_view, methods=["GET"])

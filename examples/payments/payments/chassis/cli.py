@@ -10,7 +10,9 @@
     keys      generate, rotate, list or retire this service's signing keys
     token     print a token signed by this service (for scripts and tests)
 
-A new command is a function decorated with `@main.command()` in this module.
+A new command is a function decorated with `@main.command()` in this module. The service it
+runs for is the one `run(service)` was given (the package's `__main__.py` passes its own):
+`current_service()` returns it inside a command.
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ import click
 
 from .db import Database, DatabaseError, redact
 from .migrate import Migration, MigrationError, migrate, pending
-from .schemas import SERVICE_ROOT, GeneratedCodeMissing, endpoints
-from .settings import PACKAGE, Settings, SettingsError, load_database_url, load_settings
+from .schemas import GeneratedCodeMissing, endpoints
+from .service import Service
+from .settings import Settings, SettingsError
+
+
+def current_service() -> Service:
+    """The service the running command is for (click's context object, set by `run`)."""
+    return click.get_current_context().find_object(Service)
 
 
 def load_or_exit() -> tuple[Settings, Database]:
     """Settings and database for a command, or a clear message and exit status 1."""
     try:
-        settings = load_settings()
+        settings = current_service().load_settings()
     except (SettingsError, GeneratedCodeMissing) as exc:
         raise click.ClickException(str(exc)) from None
     return settings, Database(settings.database_url, base_dir=settings.root)
@@ -38,14 +46,15 @@ def load_or_exit() -> tuple[Settings, Database]:
 def database_or_exit() -> Database:
     """The database named by DATABASE_URL (the only setting `migrate` needs), or a clear
     message and exit status 1."""
+    service = current_service()
     try:
-        url = load_database_url()
+        url = service.load_database_url()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    return Database(url, base_dir=SERVICE_ROOT)
+    return Database(url, base_dir=service.root)
 
 
-@click.group(help=f"Run and operate the {PACKAGE} service.")
+@click.group(help="Run and operate the service.")
 def main() -> None:
     pass
 
@@ -60,11 +69,12 @@ def serve(host: str, port: int, threads: int) -> None:
 
     from .app import create_app
 
+    service = current_service()
     try:
-        app = create_app()
+        app = create_app(service)
     except (SettingsError, GeneratedCodeMissing, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{PACKAGE} listening on http://{host}:{port} (Ctrl+C stops)", err=True)
+    click.echo(f"{service.package} listening on http://{host}:{port} (Ctrl+C stops)", err=True)
     # Waitress drops X-Forwarded-For unless told otherwise; the chassis reads it itself, and
     # only as far as TRUSTED_PROXY_HOPS proxies wrote it (ratelimit.client_address).
     trusts_proxies = app.config.get("TRUSTED_PROXY_HOPS", 0) > 0
@@ -73,7 +83,7 @@ def serve(host: str, port: int, threads: int) -> None:
         host=host,
         port=port,
         threads=threads,
-        ident=PACKAGE,
+        ident=service.package,
         clear_untrusted_proxy_headers=not trusts_proxies,
     )
 
@@ -85,7 +95,7 @@ def migrate_command(dry_run: bool) -> None:
     db = database_or_exit()
     try:
         if dry_run:
-            waiting = pending(db)
+            waiting = pending(db, current_service().root)
             for migration in waiting:
                 click.echo(f"pending {migration.name}")
             click.echo(f"{len(waiting)} pending migration(s)")
@@ -94,7 +104,7 @@ def migrate_command(dry_run: bool) -> None:
         def report(migration: Migration) -> None:
             click.echo(f"applied {migration.name}")
 
-        done = migrate(db, on_applied=report)
+        done = migrate(db, current_service().root, on_applied=report)
     except (MigrationError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{len(done)} migration(s) applied" if done else "database is up to date")
@@ -105,7 +115,7 @@ def check() -> None:
     """Validate settings, reach the database, report pending migrations. Exit 1 on a problem."""
     problems: list[str] = []
     try:
-        settings = load_settings()
+        settings = current_service().load_settings()
     except (SettingsError, GeneratedCodeMissing) as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -119,9 +129,8 @@ def check() -> None:
     else:
         if waiting:
             names = ", ".join(migration.name for migration in waiting)
-            problems.append(
-                f"{len(waiting)} migration(s) pending ({names}): run `python -m {PACKAGE} migrate`"
-            )
+            command = f"python -m {current_service().package} migrate"
+            problems.append(f"{len(waiting)} migration(s) pending ({names}): run `{command}`")
     if problems:
         for problem in problems:
             click.echo(f"problem: {problem}", err=True)
@@ -133,7 +142,7 @@ def check() -> None:
 def routes() -> None:
     """List the HTTP endpoints: method, path, status, handler, scopes."""
     try:
-        table = endpoints()
+        table = endpoints(current_service().model)
     except GeneratedCodeMissing as exc:
         raise click.ClickException(str(exc)) from None
     rows: list[tuple[Any, ...]] = [("METHOD", "PATH", "STATUS", "HANDLER", "SCOPES")]
@@ -160,18 +169,20 @@ def worker(max_seconds: float, forever: bool, once: bool, batch_size: int,
     """Handle queued messages; overlapping runs are safe. Exits 0 when done."""
     import signal
 
-    from .events import catalog
     from .logs import configure_logging
     from .relay import transports
-    from .worker import Worker, load_subscribers
+    from .worker import Worker
 
+    service = current_service()
     settings, db = load_or_exit()
-    log = configure_logging(PACKAGE, settings.log_level)
+    log = configure_logging(service.package, settings.log_level)
     try:
+        catalog = service.catalog
         runner = Worker(
-            db, subscribers=load_subscribers(), catalog=catalog(), settings=settings, log=log,
+            db, subscribers=service.registry.SUBSCRIBERS, catalog=catalog, settings=settings,
+            log=log,
             # The outbox goes to each peer's inbox over HTTP (relay.py), behind its breaker.
-            transports=transports(settings, catalog()),
+            transports=transports(settings, catalog),
             batch_size=batch_size, lease_seconds=lease_seconds,
             method=settings.get("CLAIM_METHOD", "auto"),
             retention_days=settings.get("MESSAGE_RETENTION_DAYS"),
@@ -314,15 +325,13 @@ def breakers(reset_name: str | None) -> None:
 def identity_or_exit() -> tuple[Any, Any]:
     """This service's auth config and key directory, from the identity settings alone (keys can
     be made before the peers' URLs are configured), or a clear message and exit status 1."""
-    from .auth import AUTH_SETTINGS, AuthConfig
+    from .auth import AuthConfig, auth_settings
     from .keys import KeyStore
-    from .schemas import load_service
-    from .settings import load_only
 
+    service = current_service()
     try:
-        values = load_only(name for name, *_ in AUTH_SETTINGS)
-        name = str(load_service()["service"]["name"])
-        config = AuthConfig.from_settings(values, SERVICE_ROOT, name)
+        values = service.load_only(name for name, *_ in auth_settings(service.root))
+        config = AuthConfig.from_settings(values, service.root, service.name)
     except (SettingsError, GeneratedCodeMissing, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     return config, KeyStore(config.keys_dir)
@@ -380,7 +389,8 @@ def keys_list() -> None:
         raise click.ClickException(str(exc)) from None
     if not found:
         raise click.ClickException(
-            f"no keys in {store.directory}: create one with `python -m {PACKAGE} keys generate`"
+            f"no keys in {store.directory}: create one with "
+            f"`python -m {current_service().package} keys generate`"
         )
     click.echo(format_keys(found))
 
@@ -426,6 +436,6 @@ def token(scopes: tuple[str, ...], audience: str | None, subject: str | None, tt
         raise click.ClickException(str(exc)) from None
     click.echo(minted)
 
-def run() -> None:
-    """Entry point of `python -m <package>`."""
-    main(prog_name=f"python -m {PACKAGE}")
+def run(service: Service) -> None:
+    """Entry point of `python -m <package>`: the commands, for `service`."""
+    main(prog_name=f"python -m {service.package}", obj=service)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .db import Connection, Database, retry_on_deadlock, split_statements, utcnow
-from .schemas import SERVICE_ROOT
 
+# The chassis's own tables, shipped with it (the service's are under its root's migrations/).
 CHASSIS_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 LOCK_NAME = "schema_migrations"
@@ -45,7 +45,7 @@ class Migration:
         return split_statements(self.path.read_text(encoding="utf-8"))
 
 
-def migration_folders(dialect_name: str, root: Path = SERVICE_ROOT) -> list[tuple[str, Path]]:
+def migration_folders(dialect_name: str, root: Path) -> list[tuple[str, Path]]:
     """(prefix, folder) pairs in the order they apply: chassis first, then the app's."""
     return [
         ("chassis", CHASSIS_MIGRATIONS / dialect_name),
@@ -53,8 +53,9 @@ def migration_folders(dialect_name: str, root: Path = SERVICE_ROOT) -> list[tupl
     ]
 
 
-def discover(dialect_name: str, root: Path = SERVICE_ROOT) -> list[Migration]:
-    """Every migration for this engine, in the order they apply."""
+def discover(dialect_name: str, root: Path) -> list[Migration]:
+    """Every migration for this engine, in the order they apply; `root` is the service's
+    folder."""
     found: list[Migration] = []
     for prefix, folder in migration_folders(dialect_name, root):
         if not folder.is_dir():
@@ -84,7 +85,7 @@ def applied(conn: Connection) -> set[str]:
     return {row["name"] for row in conn.fetchall("SELECT name FROM schema_migrations")}
 
 
-def pending(db: Database, root: Path = SERVICE_ROOT) -> list[Migration]:
+def pending(db: Database, root: Path) -> list[Migration]:
     """Migrations not applied yet, in order."""
     with db.transaction(readonly=True) as conn:
         done = applied(conn)
@@ -93,7 +94,7 @@ def pending(db: Database, root: Path = SERVICE_ROOT) -> list[Migration]:
 
 def migrate(
     db: Database,
-    root: Path = SERVICE_ROOT,
+    root: Path,
     on_applied: Callable[[Migration], None] | None = None,
 ) -> list[Migration]:
     """Apply every pending migration in order; return the ones this call applied."""

@@ -49,8 +49,9 @@ from .auth import AuthConfig
 from .breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore, Permit
 from .keys import KeyStore, mint_token
 from .problems import Problem
-from .schemas import GENERATED_DIR, GeneratedCodeMissing, load_service, to_jsonable, validator_for
+from .schemas import to_jsonable, validator_for
 from .schemas import validation_errors as schema_errors
+from .settings import number
 
 log = logging.getLogger(__name__)
 
@@ -69,62 +70,49 @@ UNAVAILABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
-def _number(low: float, high: float, whole: bool = False) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and low <= value <= high) or (whole and value != int(value)):
-            kind = "a whole number" if whole else "a number"
-            raise ValueError(f"must be {kind} from {low:g} to {high:g}")
-        return int(value) if whole else value
-
-    return parse
-
-
-# (name, default, parser, help) of the settings of calls to peers; settings.py adds them.
+# (name, default, parser, help) of the settings of calls to peers; `Service.setting_rules` adds
+# them.
 PEER_SETTINGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     (
         "PEER_TIMEOUT_SECONDS",
         "5",
-        _number(0.1, 300),
+        number(0.1, 300),
         "timeout of one synchronous call to a peer (ctx.peers), waiting for its answer",
     ),
     (
         "PEER_MAX_ATTEMPTS",
         "3",
-        _number(1, 10, whole=True),
+        number(1, 10, whole=True),
         "tries of a synchronous peer call where trying again is safe, the first included",
     ),
     (
         "RELAY_TIMEOUT_SECONDS",
         "10",
-        _number(0.1, 300),
+        number(0.1, 300),
         "timeout of one delivery of a batch of messages to a peer's inbox",
     ),
     (
         "RELAY_MAX_BATCH_BYTES",
         "262144",
-        _number(1024, 64 * 1024 * 1024, whole=True),
+        number(1024, 64 * 1024 * 1024, whole=True),
         "largest request body the relay sends to a peer (keep it below the peer's MAX_BODY_BYTES)",
     ),
     (
         "BREAKER_FAILURE_THRESHOLD",
         "3",
-        _number(1, 1000, whole=True),
+        number(1, 1000, whole=True),
         "failed calls in a row that open a peer's circuit breaker (keep it below max_attempts)",
     ),
     (
         "BREAKER_OPEN_SECONDS",
         "10",
-        _number(0.1, 3600),
+        number(0.1, 3600),
         "how long an opened circuit breaker waits before one process tries the peer again",
     ),
     (
         "BREAKER_MAX_OPEN_SECONDS",
         "300",
-        _number(0.1, 86400),
+        number(0.1, 86400),
         "the longest wait of an open breaker (the wait doubles after each failed trial)",
     ),
 )
@@ -350,7 +338,7 @@ class Connector:
         sender: str | None = None,
         breakers: BreakerStore | None = None,
     ) -> None:
-        model = load_service() if service is None else service
+        model = settings.service.model if service is None else service
         self.service = sender or str(model["service"]["name"])
         self.peers: dict[str, Any] = dict(model.get("peers") or {})
         self.settings = settings
@@ -641,13 +629,5 @@ class PeersBase:
 
 def bind(ctx: Any) -> Any:
     """`ctx.peers` for a handler's context: the generated clients, bound to its ids."""
-    try:
-        from .._generated import peers as generated
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[-1] in ("_generated", "peers"):
-            raise GeneratedCodeMissing(
-                f"{GENERATED_DIR / 'peers.py'} is missing: run `shoestring generate` in the "
-                "service's folder"
-            ) from exc
-        raise
+    generated = ctx.settings.service.generated("peers")
     return generated.Peers(connector_for(ctx.settings), ctx)

@@ -90,7 +90,7 @@ def _parse_storage(raw: str) -> str:
     return value
 
 
-# (name, default, parser, meaning, secret), added to the settings by settings.py.
+# (name, default, parser, meaning, secret), added to the settings by `Service.setting_rules`.
 RATE_LIMIT_SETTINGS: list[tuple[str, str, Callable[[str], Any], str, bool]] = [
     (
         "TRUSTED_PROXY_HOPS",

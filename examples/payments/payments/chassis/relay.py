@@ -2,15 +2,16 @@
 
     python -m <package> worker --max-seconds 55     # the worker relays as well as it handles
 
-Every peer in the `to:` lists of the spec's messages gets a `PeerTransport`, which plugs into
-the outbox's delivery (`outbox.relay_batch`: the claim, lease, fencing, backoff and dead letters
-of claim.py, shared with the queue). In each pass of the worker, per peer:
+Every peer in the `to:` lists of the spec's messages gets a `PeerTransport`, a
+`transports.Transport` that plugs into the outbox's delivery (`outbox.relay_batch`: the claim,
+lease, fencing, backoff and dead letters of claim.py, shared with the queue). In each pass of the
+worker, per peer:
 
 1. `ready()` asks the peer's circuit breaker (breaker.py). While it is open the peer is skipped:
    its rows wait, NEW, and spend no attempt. When its cool-down is over, one process of the whole
    service wins the trial and probes the peer with an empty batch (a probe costs no message an
    attempt); an answer closes the breaker and delivery resumes.
-2. `relay_batch` claims a batch of the peer's rows and hands them to the transport, which POSTs
+2. `relay_batch` claims a batch of the peer's rows and hands them to `deliver`, which POSTs
    them as a CloudEvents batch to `{PEER_URL}/v1/inbox` (inbox.py) with a short-lived token of
    this service (audience: the peer's name, scope `inbox:deliver`), in requests of at most
    RELAY_MAX_BATCH_BYTES, each with a timeout (RELAY_TIMEOUT_SECONDS).
@@ -59,6 +60,7 @@ from .peers import (
     read_body,
     retry_after_seconds,
 )
+from .transports import Transport
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,8 @@ class _Sent:
 
 
 class PeerTransport:
-    """Delivers outbox rows to one peer's inbox (an `outbox.Deliver`), behind its breaker."""
+    """Delivers outbox rows to one peer's inbox over HTTP (a `transports.Transport`), behind its
+    breaker."""
 
     def __init__(
         self,
@@ -129,7 +132,7 @@ class PeerTransport:
 
     # -- delivery -------------------------------------------------------------------------
 
-    def __call__(self, rows: list[Claimed]) -> Mapping[int, str | None]:
+    def deliver(self, rows: list[Claimed]) -> Mapping[int, str | None]:
         """Deliver `rows`; None for each row the peer has now, the error text (a `Rejected` when
         it refused the message for good) for the others."""
         permit, self._permit = self._permit, None
@@ -283,10 +286,11 @@ def destinations(catalog: Catalog) -> list[str]:
     return sorted({peer for message in catalog.messages.values() for peer in message.get("to", [])})
 
 
-def transports(settings: Any, catalog: Catalog, connector: Connector | None = None) -> dict[
-    str, PeerTransport
-]:
-    """The HTTP transport of every destination of `catalog`, for `Worker(transports=...)`."""
+def transports(
+    settings: Any, catalog: Catalog, connector: Connector | None = None
+) -> dict[str, Transport]:
+    """The HTTP transport of every destination of `catalog` (the spec's `to:` lists), for
+    `Worker(transports=...)`."""
     connector = connector or Connector(settings, sender=catalog.service)
     return {peer: PeerTransport(peer, connector) for peer in destinations(catalog)}
 

@@ -2,7 +2,8 @@
 
 `service.json` is the spec model written by `shoestring generate` from `service.yaml`: the
 endpoint table with compiled request/response JSON Schemas, messages, subscriptions and the
-settings the spec adds. This module reads it once and validates data against its schemas.
+settings the spec adds. `Service.model` (service.py) reads it once; this module validates data
+against its schemas.
 """
 
 from __future__ import annotations
@@ -10,56 +11,19 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import decimal
-import functools
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-SERVICE_ROOT = PACKAGE_DIR.parent
-GENERATED_DIR = PACKAGE_DIR / "_generated"
-
 
 class GeneratedCodeMissing(RuntimeError):
     """`_generated/` is absent or unreadable: the generator has not run in this service."""
-
-
-def load_registry() -> Any:
-    """`_generated/registry.py` (HANDLERS, SUBSCRIBERS), which imports the user's handler
-    modules; a clear GeneratedCodeMissing when the generator has not run."""
-    try:
-        from .._generated import registry
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[-1] in ("_generated", "registry"):
-            raise GeneratedCodeMissing(
-                f"{GENERATED_DIR / 'registry.py'} is missing: run `shoestring generate` in the "
-                "service's folder"
-            ) from exc
-        raise
-    return registry
-
-
-@functools.cache
-def load_service(path: Path = GENERATED_DIR / "service.json") -> dict[str, Any]:
-    """The spec model from `_generated/service.json` (read once per process)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GeneratedCodeMissing(
-            f"{path} is missing: run `shoestring generate` in {SERVICE_ROOT} "
-            "(it writes the endpoint table and schemas from service.yaml)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise GeneratedCodeMissing(
-            f"{path} cannot be read ({exc}): run `shoestring generate` to rewrite it"
-        ) from exc
 
 
 # -- formats: dates and times that exist ------------------------------------------------------
@@ -417,9 +381,8 @@ class Endpoint:
         return self.method not in ("GET", "DELETE", "HEAD")
 
 
-def endpoints(service: dict[str, Any] | None = None) -> list[Endpoint]:
-    """The endpoint table, in spec order."""
-    service = load_service() if service is None else service
+def endpoints(service: dict[str, Any]) -> list[Endpoint]:
+    """The endpoint table of the spec model `service`, in spec order."""
     return [Endpoint.from_model(model) for model in service.get("endpoints", [])]
 
 

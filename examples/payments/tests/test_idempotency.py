@@ -21,7 +21,7 @@ import pytest
 from conftest import bearer, settings_for
 
 from payments import SERVICE, create_app
-from payments.chassis import audit, ratelimit
+from payments.chassis import audit, idempotency, ratelimit
 from payments.chassis.examples import example_for
 from payments.chassis.schemas import Endpoint, endpoints
 
@@ -222,6 +222,23 @@ def test_an_expired_key_may_be_used_again(database_url, db, endpoint):
     time.sleep(1.1)
     data, query = another_request(endpoint) or (None, None)  # even for another request
     again = send(app, endpoint, key, data=data, query=query)
+    assert again.status_code == endpoint.status
+    assert "Idempotent-Replayed" not in again.headers
+    assert runs(db, action) == 2
+
+
+@pytest.mark.parametrize("endpoint", IDEMPOTENT, ids=by_name)
+def test_an_expired_key_purged_while_it_is_used_again_is_taken_not_refused(
+    database_url, db, endpoint, monkeypatch
+):
+    # Any request purges expired keys now and then, here every time: the purge runs between
+    # the claim's INSERT (which finds the expired row) and its take-over (which finds none).
+    action, key = new_action(), str(uuid.uuid4())
+    app = counted_app(settings_for(database_url, IDEMPOTENCY_TTL_SECONDS="1"), endpoint, action)
+    assert send(app, endpoint, key).status_code == endpoint.status
+    time.sleep(1.1)
+    monkeypatch.setattr(idempotency, "PURGE_PROBABILITY", 1.0)
+    again = send(app, endpoint, key)
     assert again.status_code == endpoint.status
     assert "Idempotent-Replayed" not in again.headers
     assert runs(db, action) == 2

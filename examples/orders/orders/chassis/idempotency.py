@@ -46,7 +46,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from .db import Connection, Database, Row, utcnow
+from .db import Connection, Database, Result, Row, utcnow
 from .jsonbody import CANONICAL
 from .problems import Problem
 from .ratelimit import Admission, admission, client_id, enforce, request_address
@@ -278,11 +278,7 @@ class IdempotencyKeys:
             admission.admit(results)  # the 429, when refused: the key was left alone
         if random.random() < PURGE_PROBABILITY:
             self._purge_quietly()
-        inserted = results[-1]
-        if self.db.dialect.upsert_reports_change:
-            ours = inserted.rowcount == 1  # 0: the key has a row already
-        else:
-            ours = bool(inserted.rows) and inserted.rows[0]["owner"] == owner
+        ours = self._inserted(results[-1], owner)
         if not ours:  # the key has a row (the rare case): take it over, or answer from it
             ours, row = self._take_over(params)
             if not ours:
@@ -321,11 +317,22 @@ class IdempotencyKeys:
             self._statements[cache_key] = upsert
         return self._statements[cache_key]
 
+    def _inserted(self, result: Result, owner: str) -> bool:
+        """Whether the claim's INSERT (`_sql`) made the key's row, rather than finding one."""
+        if self.db.dialect.upsert_reports_change:
+            return result.rowcount == 1  # 0: the key has a row already
+        return bool(result.rows) and result.rows[0]["owner"] == owner
+
     def _take_over(self, params: Mapping[str, Any]) -> tuple[bool, Row | None]:
         """Take the key's existing row over when it may be (`reclaimable_at` has passed: the
         lease of a dead request, or the retention of a finished one); else read it. Returns
-        (taken, row as it is when not taken)."""
+        (taken, row as it is when not taken).
+
+        The row the claim's INSERT found may be gone by now: expired rows are purged now and
+        then, by any request (`purge`). The key is free then, and the claim inserts its row
+        again, in this transaction."""
         assignments = ", ".join(f"{column} = {value}" for column, value in _RUNNING_VALUES.items())
+        owner = params["owner"]
 
         def attempt(conn: Connection) -> tuple[bool, Row | None]:
             taken = conn.execute(
@@ -337,11 +344,14 @@ class IdempotencyKeys:
             )
             if taken:
                 return True, None
-            return False, conn.fetchone(
+            row = conn.fetchone(
                 f"SELECT {', '.join(_ROW_COLUMNS)} FROM {TABLE} "
                 "WHERE client = %(client)s AND idempotency_key = %(key)s",
                 params,
             )
+            if row is None and self._inserted(conn.batch([(self._sql(None), params)])[0], owner):
+                return True, None
+            return False, row
 
         return self.db.run_in_transaction(attempt)
 
@@ -349,7 +359,7 @@ class IdempotencyKeys:
     def _answer(key: str, fingerprint: str, row: Row | None) -> Replay:
         """What a request gets for a key another request holds or held: the stored response of
         the same request, or a 422 (another request) or 409 (still running) problem."""
-        if row is None:  # purged or released since: the key is free again
+        if row is None:  # freed by a purge, and taken by another request since
             raise _in_use(key)
         if row["fingerprint"] != fingerprint:
             raise Problem(

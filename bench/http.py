@@ -90,7 +90,7 @@ HANDLER = '''"""Record an entry and publish it, in the request's transaction."""
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +115,7 @@ ENTRIES_SQL = (
 MINT_TOKENS = """\
 import json, sys
 from pathlib import Path
-from benchsvc.chassis.keys import KeyStore, mint_token
+from shoestring_runtime.keys import KeyStore, mint_token
 store = KeyStore(Path("var/keys"))
 if not store.keys():
     store.generate()

@@ -148,7 +148,7 @@ class Bench:
             cur.execute(NAIVE_DDL)
             cur.execute(NAIVE_OUTBOX_DDL)
         from orders import SERVICE
-        from orders.chassis.db import Database
+        from shoestring_runtime.db import Database
 
         self.settings = SERVICE.load_settings()
         self.db = Database(self.url)
@@ -183,7 +183,7 @@ class Bench:
     # -- producing ------------------------------------------------------------------------
 
     def context(self, conn):
-        from orders.chassis.context import Context
+        from shoestring_runtime.context import Context
 
         return Context(db=conn, log=logging.getLogger("bench"), request_id="bench",
                        trace_id=uuid.uuid4().hex, identity=None, settings=self.settings)
@@ -281,7 +281,7 @@ class Bench:
     # -- the claim with many finished rows ------------------------------------------------
 
     def claim_with_finished_rows(self) -> None:
-        from orders.chassis.claim import QUEUE, claim, claim_method
+        from shoestring_runtime.claim import QUEUE, claim, claim_method
 
         self.reset()
         self.chassis_write(1000, 1000, publish=False)

@@ -28,7 +28,7 @@ import os
 import time
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -63,8 +63,8 @@ ENQUEUE = textwrap.dedent(
     """
     import sys, uuid
     from orders import SERVICE
-    from orders.chassis.context import Context
-    from orders.chassis.db import Database
+    from shoestring_runtime.context import Context
+    from shoestring_runtime.db import Database
     import logging
 
     count, per_transaction = int(sys.argv[1]), int(sys.argv[2])

@@ -1,14 +1,17 @@
-"""Helpers shared by this repo's tests: chassis modules imported in place, and served services."""
+"""Helpers shared by this repo's tests: runtime modules, databases and served services."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +19,12 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-CHASSIS = REPO / "template" / "{{package}}" / "chassis"
+RUNTIME = REPO / "runtime" / "shoestring_runtime"
 
 
 def chassis_module(name: str) -> Any:
-    """Import template/{{package}}/chassis/<name>.py as it runs in a service (relative imports
-    resolve inside the chassis), without generating one."""
-    package = "chassis_under_test"
-    if package not in sys.modules:
-        module = types.ModuleType(package)
-        module.__path__ = [str(CHASSIS)]
-        sys.modules[package] = module
-    return importlib.import_module(f"{package}.{name}")
+    """The runtime's module `shoestring_runtime.<name>`."""
+    return importlib.import_module(f"shoestring_runtime.{name}")
 
 
 def start_server(
@@ -90,7 +87,7 @@ def chassis_database(request: Any, tmp_path: Path, *migrations: str) -> Any:
 
 def apply_migration(db: Any, name: str) -> None:
     """Apply the chassis migration file `name` for the database's engine."""
-    path = CHASSIS / "migrations" / db.dialect.name / name
+    path = RUNTIME / "migrations" / db.dialect.name / name
     for statement in chassis_module("migrate").split_statements(path.read_text()):
         with db.transaction() as conn:
             conn.execute(statement)
@@ -204,14 +201,31 @@ def pyenv_python(version: str) -> str:
     return found.stdout.strip()
 
 
+@functools.cache
+def runtime_wheelhouse() -> Path:
+    """A folder holding a wheel of runtime/ as it is in this checkout (built once per test
+    process): what `--find-links` needs to install shoestring-runtime, which is on no index."""
+    folder = Path(tempfile.mkdtemp(prefix="runtime-wheel-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(folder), str(REPO / "runtime")],
+        check=True,
+        capture_output=True,
+    )
+    return folder
+
+
 def service_virtualenv(version: str, where: Path) -> Path:
     """A virtualenv of Python `version` with what a generated service's tests need, installed
-    from the template's lock (requirements-dev.txt) as a user installs it; returns its python."""
+    from the template's lock (requirements-dev.txt) as a user installs it, the runtime from a
+    wheel of this checkout's; returns its python."""
     subprocess.run([pyenv_python(version), "-m", "venv", str(where)], check=True)
     python = where / "bin" / "python"
     lock = REPO / "template" / "requirements-dev.txt"
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-r", str(lock)],
+        [str(python), "-m", "pip", "install", "-q", "-r", str(lock)]
+        + ["--find-links", str(runtime_wheelhouse())],
         capture_output=True,
         text=True,
         check=False,

@@ -22,7 +22,7 @@ PROCESS = textwrap.dedent(
     """
     import sys, time
     from payments import SERVICE
-    from payments.chassis.breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore
+    from shoestring_runtime.breaker import Breaker, BreakerOpen, BreakerPolicy, BreakerStore
 
     settings = SERVICE.load_settings()
     store = BreakerStore(settings.database_url, settings.root)

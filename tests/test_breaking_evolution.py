@@ -34,7 +34,7 @@ CREATE_ORDER_V1 = '''"""Places an order and announces it."""
 import uuid
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +53,7 @@ CREATE_ORDER_V2 = '''"""Places an order, announced as order.created v2 (publish_
 import uuid
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +78,7 @@ ON_ORDER_CREATED = '''"""Counts orders from order.created v{version}."""
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -104,8 +104,8 @@ import json
 import logging
 
 from shop import SERVICE
-from shop.chassis.schemas import endpoints
-from shop.chassis.worker import Worker
+from shoestring_runtime.schemas import endpoints
+from shoestring_runtime.worker import Worker
 
 CREATE_ORDER = next(
     endpoint for endpoint in endpoints(SERVICE.model) if endpoint.name == "create_order"

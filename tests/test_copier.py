@@ -174,8 +174,8 @@ def test_copier_update_merges_the_template_and_leaves_spec_derived_files_to_the_
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "business logic")
 
-    # The template improves its chassis and its starter spec, and releases v0.2.0.
-    app = source / "template/{{package}}/chassis/app.py"
+    # The template improves its wiring and its starter spec, and releases v0.2.0.
+    app = source / "template/passenger_wsgi.py.jinja"
     app.write_text(app.read_text() + "\n# improved in v0.2.0\n")
     starter = source / "template/service.yaml.jinja"
     starter.write_text(starter.read_text().replace("get_greeting", "get_welcome"))
@@ -186,7 +186,7 @@ def test_copier_update_merges_the_template_and_leaves_spec_derived_files_to_the_
         dst_path=project, defaults=True, overwrite=True, unsafe=True, vcs_ref="v0.2.0", quiet=True
     )
 
-    assert (project / "orders/chassis/app.py").read_text().endswith("# improved in v0.2.0\n")
+    assert (project / "passenger_wsgi.py").read_text().endswith("# improved in v0.2.0\n")
     assert "    # mine\n" in handler.read_text()
     assert "get_farewell" in spec.read_text() and "get_welcome" not in spec.read_text()
     assert (project / "orders/handlers/get_farewell.py").is_file()

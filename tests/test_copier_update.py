@@ -2,15 +2,15 @@
 
 A throwaway git repository holds a copy of the template (copier.yml + template/) tagged v1; a
 service is copied from it with the copier command and committed; its developer writes a handler,
-a migration of their own, and grows the spec. The template then changes its chassis and is
+a migration of their own, and grows the spec. The template then changes its wiring (passenger_wsgi.py) and is
 tagged v2, and `copier update --trust --defaults` brings v2 into the service:
 
-- the user's handler, migration and spec are untouched, the chassis file is v2's;
+- the user's handler, migration and spec are untouched, the wiring is v2's;
 - the generator task re-ran (it stubbed the endpoint the developer added without generating);
 - no conflict markers and no .rej files; `shoestring generate --check` is clean;
 - the service's own tests pass.
 
-When the developer edited a chassis line that v2 changes too, Copier 9 writes the conflict
+When the developer edited a line of the wiring that v2 changes too, Copier 9 writes the conflict
 inline (its default `--conflict inline`), between `<<<<<<< before updating` and
 `>>>>>>> after updating`; resolving it is editing the file and committing.
 """
@@ -27,7 +27,7 @@ import pytest
 from support import GIT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
-HEALTH = "template/{{package}}/chassis/health.py"
+WIRING = "template/passenger_wsgi.py.jinja"
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ GREETING = '''"""GET /v1/greeting: greets the caller by name, politely."""
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -115,9 +115,9 @@ def service(tmp_path: Path, template: Path) -> Path:
 
 
 def release_v2(template: Path, change) -> None:
-    health = template / HEALTH
-    health.write_text(change(health.read_text()))
-    git(template, "commit", "-q", "-am", "template v2: a chassis fix")
+    wiring = template / WIRING
+    wiring.write_text(change(wiring.read_text()))
+    git(template, "commit", "-q", "-am", "template v2: a fix of the wiring")
     git(template, "tag", "v2")
 
 
@@ -125,7 +125,7 @@ def files(root: Path) -> list[Path]:
     return [p for p in sorted(root.rglob("*")) if ".git" not in p.parts and p.is_file()]
 
 
-def test_update_brings_the_chassis_and_keeps_the_users_work(
+def test_update_brings_the_skeleton_and_keeps_the_users_work(
     template: Path, service: Path
 ) -> None:
     mine = {path: path.read_bytes() for path in [
@@ -134,13 +134,12 @@ def test_update_brings_the_chassis_and_keeps_the_users_work(
         service / "migrations/mysql/0001_greetings.sql",
         service / "service.yaml",
     ]}
-    release_v2(template, lambda text: text + "\n# Fixed in v2: the readiness check names the "
-               "component that failed.\n")
+    release_v2(template, lambda text: text + "\n# Fixed in v2: the log names the application root.\n")
 
     copier(service, "update", "--trust", "--defaults")
 
-    health = (service / "orders/chassis/health.py").read_text()
-    assert health.endswith("# Fixed in v2: the readiness check names the component that failed.\n")
+    wiring = (service / "passenger_wsgi.py").read_text()
+    assert wiring.endswith("# Fixed in v2: the log names the application root.\n")
     for path, content in mine.items():
         assert path.read_bytes() == content, f"{path} changed"
     assert (service / "orders/handlers/get_farewell.py").is_file()  # the generator task ran
@@ -161,33 +160,33 @@ def test_update_brings_the_chassis_and_keeps_the_users_work(
     assert tests.returncode == 0, tests.stdout[-6000:] + tests.stderr[-3000:]
 
 
-def test_a_chassis_line_both_sides_changed_becomes_an_inline_conflict(
+def test_a_skeleton_line_both_sides_changed_becomes_an_inline_conflict(
     template: Path, service: Path
 ) -> None:
-    health = service / "orders/chassis/health.py"
-    original = health.read_text()
+    wiring = service / "passenger_wsgi.py"
+    original = wiring.read_text()
     first = original.splitlines()[0]
-    assert first.startswith('"""Health endpoints')
+    assert first.startswith('"""Entry point for Phusion Passenger')
 
     def edited(text: str, how: str) -> str:
-        return text.replace(first, first.replace("Health endpoints", f"Health endpoints ({how})"))
+        return text.replace(first, first.replace("Entry point", f"Entry point ({how})"))
 
-    health.write_text(edited(original, "patched locally"))
-    git(service, "commit", "-q", "-am", "a local patch of the chassis")
+    wiring.write_text(edited(original, "patched locally"))
+    git(service, "commit", "-q", "-am", "a local patch of the wiring")
     release_v2(template, lambda text: edited(text, "v2"))
 
     copier(service, "update", "--trust", "--defaults")
 
-    text = health.read_text()
+    text = wiring.read_text()
     assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
-    assert "Health endpoints (patched locally)" in text and "Health endpoints (v2)" in text
+    assert "Entry point (patched locally)" in text and "Entry point (v2)" in text
     assert not list(service.rglob("*.rej"))
     # Resolving is editing the file: keep one side (here v2's), drop the markers, commit.
     before, conflict = text.split("<<<<<<< before updating\n", 1)
     after = conflict.split(">>>>>>> after updating\n", 1)[1]
     theirs = conflict.split("=======\n", 1)[1].split(">>>>>>> after updating\n", 1)[0]
-    health.write_text(before + theirs + after)
-    assert health.read_text() == edited(original, "v2")
-    git(service, "commit", "-q", "-am", "take v2's health.py")
+    wiring.write_text(before + theirs + after)
+    assert wiring.read_text() == edited(original, "v2")
+    git(service, "commit", "-q", "-am", "take v2's passenger_wsgi.py")
     run(service, sys.executable, "-m", "shoestring", "generate", "--check", ".")
-    run(service, sys.executable, "-m", "ruff", "check", "--no-cache", "orders/chassis/health.py")
+    run(service, sys.executable, "-m", "ruff", "check", "--no-cache", "passenger_wsgi.py")

@@ -42,7 +42,7 @@ ORDERS_CREATE = '''\
 import uuid
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +72,7 @@ ORDERS_ON_CAPTURED = '''\
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -87,7 +87,7 @@ PAYMENTS_ON_CREATED = '''\
 import uuid
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -107,7 +107,7 @@ PAYMENTS_CAPTURE = '''\
 import uuid
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Idempotency keys (chassis/idempotency.py) against real SQLite and MariaDB.
+"""Idempotency keys (shoestring_runtime/idempotency.py) against real SQLite and MariaDB.
 
 These tests drive the module directly, with a controllable clock where a test is about time.
 The HTTP tests (real servers, concurrent requests, rows counted) are in test_idempotency_http.py.

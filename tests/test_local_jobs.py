@@ -53,7 +53,7 @@ ENDPOINT = '''"""Queue the receipt; the worker mails it."""
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +65,7 @@ JOB = '''"""Mail a receipt: here, record it."""
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -121,7 +121,7 @@ def test_a_job_queued_by_an_endpoint_runs_in_the_worker(tmp_path: Path, database
 
     cli("worker", "--once")
     check = (
-        "import json; from mailer import SERVICE; from mailer.chassis.db import Database\n"
+        "import json; from mailer import SERVICE; from shoestring_runtime.db import Database\n"
         "db = Database(SERVICE.load_database_url(), base_dir=SERVICE.root)\n"
         "with db.transaction() as conn:\n"
         "    print(json.dumps([conn.fetchall('SELECT order_id FROM mailed'),\n"

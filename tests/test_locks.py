@@ -70,8 +70,13 @@ def test_every_line_of_every_lock_is_an_exact_version():
             )
 
 
+def project_of(pyproject: Path) -> dict:
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+
+
 def ranges_of(path: Path) -> list[Requirement]:
-    """The requirements of a `.in` file, following its `-r` includes."""
+    """The requirements of a `.in` file, following its `-r` includes, and the ranges of the
+    runtime's own dependencies where it asks for the runtime."""
     found = []
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -79,13 +84,15 @@ def ranges_of(path: Path) -> list[Requirement]:
             found += ranges_of(path.parent / line[3:].strip())
         elif line and not line.startswith("-"):
             found.append(Requirement(line))
+            if canonicalize_name(found[-1].name) == "shoestring-runtime":
+                runtime = project_of(REPO / "runtime" / "pyproject.toml")
+                found += [Requirement(entry) for entry in runtime["dependencies"]]
     return found
 
 
 def repository_ranges() -> list[Requirement]:
     """What pyproject.toml asks for: the generator's dependencies and the `test` extra."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    project = pyproject["project"]
+    project = project_of(REPO / "pyproject.toml")
     declared = project["dependencies"] + project["optional-dependencies"]["test"]
     return [Requirement(line) for line in declared]
 
@@ -121,3 +128,24 @@ def test_a_service_tests_with_the_versions_it_runs_in_production(python):
             f"=={version} (Python {python}): refresh both with scripts/refresh_locks.sh"
         )
 
+
+
+def test_services_pin_the_runtime_of_this_checkout_made_with_the_generator_of_the_same_version():
+    from shoestring import __version__ as generator_version
+    from shoestring_runtime import __version__ as runtime_version
+
+    declared = project_of(REPO / "runtime" / "pyproject.toml")["version"]
+    assert runtime_version == declared == generator_version
+    assert project_of(REPO / "pyproject.toml")["version"] == generator_version
+    pinned = [
+        str(requirement.specifier)
+        for requirement in ranges_of(TEMPLATE / "requirements.in")
+        if requirement.name == "shoestring-runtime"
+    ]
+    assert pinned == [f"=={declared}"], "template/requirements.in pins another runtime"
+    for lock in TEMPLATE.glob("requirements*.txt"):
+        for python in SUPPORTED_PYTHONS:
+            assert pins_for(lock, python)["shoestring-runtime"] == declared, (
+                f"{lock.name} pins another runtime than runtime/pyproject.toml's "
+                f"{declared}: run scripts/refresh_locks.sh"
+            )

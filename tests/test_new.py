@@ -30,7 +30,7 @@ def test_new_writes_the_spec_verbatim_and_generates_from_it(orders: Path) -> Non
     assert (orders / "orders/_generated/registry.py").is_file()
     assert (orders / "orders/handlers/create_order.py").is_file()
     assert (orders / "orders/handlers/on_payment_captured_v1.py").is_file()
-    assert (orders / "orders/chassis/app.py").is_file()
+    assert (orders / "passenger_wsgi.py").is_file()
     # The template's starter example is not there: the service is the spec's, nothing else.
     assert not (orders / "orders/handlers/get_greeting.py").exists()
     shoestring("generate", "--check", str(orders))

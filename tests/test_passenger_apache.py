@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:
@@ -71,8 +71,8 @@ def handle(ctx: Context, event: dict[str, Any]) -> None:
 ENQUEUE = """
 import uuid
 from orders import SERVICE
-from orders.chassis import events, queue
-from orders.chassis.db import Database
+from shoestring_runtime import events, queue
+from shoestring_runtime.db import Database
 
 settings = SERVICE.load_settings()
 data = {"payment_id": str(uuid.uuid4()), "order_id": str(uuid.uuid4()), "amount_cents": 100,
@@ -439,7 +439,7 @@ def test_no_file_of_a_web_visible_app_root_is_served(served, venv, layout):
         "requirements-dev.txt",
         "pyproject.toml",
         f"{PACKAGE}/handlers/create_order.py",
-        f"{PACKAGE}/chassis/settings.py",
+        f"{PACKAGE}/__init__.py",
         f"{PACKAGE}/_generated/service.json",
         "var/",
         "var/orders.db",

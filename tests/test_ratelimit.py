@@ -1,4 +1,4 @@
-"""Rate limiting (chassis/ratelimit.py) against real SQLite, MariaDB and Redis.
+"""Rate limiting (shoestring_runtime/ratelimit.py) against real SQLite, MariaDB and Redis.
 
 These tests drive the module directly, with a controllable clock where a test is about time, so
 they are exact and fast. The HTTP tests (several server processes against one MariaDB database)

@@ -101,7 +101,7 @@ CREATE_ENTRY = """\
 import time
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 ANSWER = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +134,7 @@ MIGRATIONS = {
 MINT_TOKENS = """\
 import json, sys
 from pathlib import Path
-from ledger.chassis.keys import KeyStore, mint_token
+from shoestring_runtime.keys import KeyStore, mint_token
 store = KeyStore(Path("var/keys"))
 if not store.keys():
     store.generate()

@@ -136,7 +136,7 @@ endpoints:
 CREATE_NOTE = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +147,8 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 GET_NOTE = """\
 from typing import Any
 
-from ..chassis import Problem
-from ..chassis.context import Context
+from shoestring_runtime import Problem
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 CREATE_LABEL = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 CREATE_EVENT = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +183,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 LIST_EVENTS = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 GET_DAY = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +207,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 CREATE_DUE = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 PING_NOTES = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 TOUCH_NOTE = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
 TAG_NOTE = """\
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

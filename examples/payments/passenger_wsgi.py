@@ -21,8 +21,9 @@ from dotenv import load_dotenv  # noqa: E402  (after the path is set)
 
 load_dotenv(ROOT / ".env")  # the environment wins: existing variables are not overridden
 
+from shoestring_runtime import create_app, unavailable_app  # noqa: E402
+
 from payments import SERVICE  # noqa: E402
-from payments.chassis.app import create_app, unavailable_app  # noqa: E402
 
 # Folders that web servers serve as they are (cPanel's ~/www is a link to ~/public_html).
 DOCUMENT_ROOT_NAMES = ("public_html", "htdocs", "httpdocs", "wwwroot")

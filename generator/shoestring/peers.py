@@ -73,10 +73,10 @@ def peers_module(spec: Mapping[str, Any], header: str) -> bytes:
         lines += [
             f"from typing import {', '.join(sorted({'Any', *imports}))}",
             "",
-            "from ..chassis.peers import Connector, PeerClient, PeersBase",
+            "from shoestring_runtime.peers import Connector, PeerClient, PeersBase",
         ]
     else:
-        lines.append("from ..chassis.peers import PeersBase")
+        lines.append("from shoestring_runtime.peers import PeersBase")
     lines += ["", ""]
     for text in classes:
         lines += [text, "", ""]

@@ -1,6 +1,7 @@
-"""`python -m <package>` runs the service's command line (see chassis/cli.py)."""
+"""`python -m <package>` runs the service's command line (`python -m <package> --help`)."""
+
+from shoestring_runtime import run_cli
 
 from . import SERVICE
-from .chassis.cli import run
 
-run(SERVICE)
+run_cli(SERVICE)

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from orders.chassis import outbox, queue
-from orders.chassis.claim import SKIP_LOCKED
-from orders.chassis.db import Database
-from orders.chassis.events import Catalog
-from orders.chassis.settings import Settings
-from orders.chassis.worker import Worker
+from shoestring_runtime import outbox, queue
+from shoestring_runtime.claim import SKIP_LOCKED
+from shoestring_runtime.db import Database
+from shoestring_runtime.events import Catalog
+from shoestring_runtime.settings import Settings
+from shoestring_runtime.worker import Worker
 
 PING = {
     "type": "object",

@@ -29,13 +29,13 @@ import pytest
 from conftest import settings_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from shoestring_runtime import auth, keys
+from shoestring_runtime.routes import register_endpoints
+from shoestring_runtime.schemas import Endpoint
+from shoestring_runtime.settings import SettingsError
 from werkzeug.serving import make_server
 
 from orders import SERVICE, create_app
-from orders.chassis import auth, keys
-from orders.chassis.routes import register_endpoints
-from orders.chassis.schemas import Endpoint
-from orders.chassis.settings import SettingsError
 
 NAME = SERVICE.model["service"]["name"]  # this service's issuer and audience by default
 PEER = "test-peer"  # a trusted peer, keys by JWKS URL

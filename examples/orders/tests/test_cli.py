@@ -12,11 +12,11 @@ import urllib.request
 from pathlib import Path
 
 from conftest import service_environment
+from shoestring_runtime.db import Database
+from shoestring_runtime.migrate import migrate, pending
+from shoestring_runtime.schemas import endpoints
 
 from orders import SERVICE
-from orders.chassis.db import Database
-from orders.chassis.migrate import migrate, pending
-from orders.chassis.schemas import endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,10 @@ import threading
 import uuid
 
 import pytest
+from shoestring_runtime.db import Database, retry_on_deadlock, utcnow
+from shoestring_runtime.migrate import migrate
 
 from orders import SERVICE
-from orders.chassis.db import Database, retry_on_deadlock, utcnow
-from orders.chassis.migrate import migrate
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_values_of_every_kind_come_back_as_they_were_bound(things):
 def test_statements_are_bound_as_the_driver_would_bind_them(things):
     if things.dialect.name != "mysql":
         pytest.skip("SQLite binds parameters itself")
-    from orders.chassis.db import _bind_mysql
+    from shoestring_runtime.db import _bind_mysql
 
     aware = dt.datetime(2024, 5, 1, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     values = [TRICKY_TEXT, 7, None, True, 1.5, decimal.Decimal("2.50"), b"\x00'",

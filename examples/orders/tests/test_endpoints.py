@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import request_headers
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.schemas import Endpoint, endpoints
 
 from orders import SERVICE
-from orders.chassis.examples import example_for
-from orders.chassis.schemas import Endpoint, endpoints
 
 ENDPOINTS = endpoints(SERVICE.model)
 WITH_BODY = [endpoint for endpoint in ENDPOINTS if endpoint.has_body]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from jsonschema import Draft202012Validator
+from shoestring_runtime.examples import example_for
 
 from orders import SERVICE
-from orders.chassis.examples import example_for
 
 UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F-]{36}$"}
 SCHEMAS = {

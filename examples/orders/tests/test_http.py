@@ -8,12 +8,12 @@ import logging
 
 import pytest
 from conftest import client_of, request_headers
+from shoestring_runtime import Problem, audit
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.logs import Throttle
+from shoestring_runtime.schemas import endpoints
 
 from orders import SERVICE, create_app
-from orders.chassis import Problem, audit
-from orders.chassis.examples import example_for
-from orders.chassis.logs import Throttle
-from orders.chassis.schemas import endpoints
 
 ENDPOINTS = endpoints(SERVICE.model)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

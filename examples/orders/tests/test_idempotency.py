@@ -19,11 +19,11 @@ import uuid
 
 import pytest
 from conftest import bearer, settings_for
+from shoestring_runtime import audit, idempotency, ratelimit
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.schemas import Endpoint, endpoints
 
 from orders import SERVICE, create_app
-from orders.chassis import audit, idempotency, ratelimit
-from orders.chassis.examples import example_for
-from orders.chassis.schemas import Endpoint, endpoints
 
 IDEMPOTENT = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.idempotent]
 pytestmark = pytest.mark.skipif(not IDEMPOTENT, reason="no endpoint of service.yaml is idempotent")

@@ -14,11 +14,11 @@ import pytest
 from conftest import bearer, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
 from messaging_helpers import make_worker as worker_for
+from shoestring_runtime import inbox
+from shoestring_runtime.events import envelope
+from shoestring_runtime.keys import KeyStore, mint_token
 
 from orders import SERVICE, create_app
-from orders.chassis import inbox
-from orders.chassis.events import envelope
-from orders.chassis.keys import KeyStore, mint_token
 
 BATCH = {"Content-Type": inbox.BATCH_CONTENT_TYPE}
 

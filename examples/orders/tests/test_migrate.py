@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from orders import SERVICE
-from orders.chassis.db import Database
-from orders.chassis.migrate import (
+from shoestring_runtime.db import Database
+from shoestring_runtime.migrate import (
     MigrationError,
     discover,
     migrate,
     pending,
     split_statements,
 )
+
+from orders import SERVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,13 +17,13 @@ from messaging_helpers import (
     make_worker,
     rows,
 )
+from shoestring_runtime import outbox
+from shoestring_runtime.claim import RetryPolicy
+from shoestring_runtime.context import Context
+from shoestring_runtime.events import InvalidMessage, UnknownMessage
+from shoestring_runtime.examples import example_for
 
 from orders import SERVICE
-from orders.chassis import outbox
-from orders.chassis.claim import RetryPolicy
-from orders.chassis.context import Context
-from orders.chassis.events import InvalidMessage, UnknownMessage
-from orders.chassis.examples import example_for
 
 
 @pytest.fixture

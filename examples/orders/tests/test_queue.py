@@ -20,12 +20,12 @@ from messaging_helpers import (
     enqueue,
     rows,
 )
+from shoestring_runtime import claim as claims
+from shoestring_runtime import housekeeping, outbox, queue
+from shoestring_runtime.claim import QUEUE, RetryPolicy
+from shoestring_runtime.events import MessageError, envelope
 
 from orders import SERVICE
-from orders.chassis import claim as claims
-from orders.chassis import housekeeping, outbox, queue
-from orders.chassis.claim import QUEUE, RetryPolicy
-from orders.chassis.events import MessageError, envelope
 
 
 @pytest.fixture
@@ -213,8 +213,7 @@ def test_done_rows_are_purged_after_retention_in_batches(mdb):
 def test_quick_schema_check_agrees_with_jsonschema():
     """The worker's quick validity check never says yes where jsonschema says no."""
     from jsonschema import Draft202012Validator
-
-    from orders.chassis.events import compile_check
+    from shoestring_runtime.events import compile_check
 
     uuid_ = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
     schemas = [PING, {"type": ["string", "null"], "enum": ["a", "b"]},
@@ -232,7 +231,7 @@ def test_quick_schema_check_agrees_with_jsonschema():
         full = Draft202012Validator(schema)
         candidates = list(values)
         if isinstance(schema, dict) and "properties" in schema:
-            from orders.chassis.examples import example_for
+            from shoestring_runtime.examples import example_for
 
             good = example_for(schema)
             candidates += [good, {**good, "surplus": 1}]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import bearer, new_address, new_subject, request_headers
+from shoestring_runtime import ratelimit
+from shoestring_runtime.db import Database
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.schemas import Endpoint, endpoints
 
 from orders import SERVICE, create_app
-from orders.chassis import ratelimit
-from orders.chassis.db import Database
-from orders.chassis.examples import example_for
-from orders.chassis.schemas import Endpoint, endpoints
 
 LIMITED = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.rate_limit]
 POLICIES = SERVICE.model.get("rate_limits") or {}

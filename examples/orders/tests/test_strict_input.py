@@ -24,20 +24,20 @@ import pytest
 from conftest import bearer, new_address, peer_issuers, settings_for
 from jsonschema import Draft202012Validator
 from messaging_helpers import TRACEPARENT, clean_tables, rows
-from werkzeug.test import EnvironBuilder, run_wsgi_app
-
-from orders import SERVICE, create_app
-from orders.chassis import inbox, outbox
-from orders.chassis.events import Catalog, InvalidMessage, envelope
-from orders.chassis.examples import example_for
-from orders.chassis.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
-from orders.chassis.schemas import (
+from shoestring_runtime import inbox, outbox
+from shoestring_runtime.events import Catalog, InvalidMessage, envelope
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
+from shoestring_runtime.schemas import (
     Endpoint,
     compile_check,
     endpoints,
     validation_errors,
     validator_for,
 )
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from orders import SERVICE, create_app
 
 WITH_BODY = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.has_body]
 needs_body_endpoint = pytest.mark.skipif(not WITH_BODY, reason="no endpoint takes a JSON body")

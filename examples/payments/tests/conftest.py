@@ -30,14 +30,14 @@ import pymysql
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from shoestring_runtime.db import Database
+from shoestring_runtime.keys import KeyStore, mint_token
+from shoestring_runtime.migrate import migrate
+from shoestring_runtime.schemas import Endpoint
+from shoestring_runtime.settings import Settings
 from werkzeug.test import TestResponse
 
 from payments import SERVICE, create_app
-from payments.chassis.db import Database
-from payments.chassis.keys import KeyStore, mint_token
-from payments.chassis.migrate import migrate
-from payments.chassis.schemas import Endpoint
-from payments.chassis.settings import Settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 USES_MYSQL = urlsplit(TEST_DATABASE_URL).scheme.split("+")[0] in ("mysql", "mariadb")

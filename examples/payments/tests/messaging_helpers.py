@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from payments.chassis import outbox, queue
-from payments.chassis.claim import SKIP_LOCKED
-from payments.chassis.db import Database
-from payments.chassis.events import Catalog
-from payments.chassis.settings import Settings
-from payments.chassis.worker import Worker
+from shoestring_runtime import outbox, queue
+from shoestring_runtime.claim import SKIP_LOCKED
+from shoestring_runtime.db import Database
+from shoestring_runtime.events import Catalog
+from shoestring_runtime.settings import Settings
+from shoestring_runtime.worker import Worker
 
 PING = {
     "type": "object",

@@ -12,10 +12,10 @@ import jwt
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
+from shoestring_runtime import auth, keys
+from shoestring_runtime.cli import main
 
 from payments import SERVICE
-from payments.chassis import auth, keys
-from payments.chassis.cli import main
 
 NAME = SERVICE.model["service"]["name"]
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import service_environment
-
-from payments.chassis.breaker import (
+from shoestring_runtime.breaker import (
     CLOSED,
     HALF_OPEN,
     OPEN,

@@ -12,11 +12,11 @@ import urllib.request
 from pathlib import Path
 
 from conftest import service_environment
+from shoestring_runtime.db import Database
+from shoestring_runtime.migrate import migrate, pending
+from shoestring_runtime.schemas import endpoints
 
 from payments import SERVICE
-from payments.chassis.db import Database
-from payments.chassis.migrate import migrate, pending
-from payments.chassis.schemas import endpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

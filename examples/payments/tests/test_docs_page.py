@@ -10,9 +10,10 @@ import copy
 import json
 import re
 
+from shoestring_runtime.docs import CONTENT_SECURITY_POLICY, render
+from shoestring_runtime.schemas import endpoints
+
 from payments import SERVICE
-from payments.chassis.docs import CONTENT_SECURITY_POLICY, render
-from payments.chassis.schemas import endpoints
 
 DOCUMENT = json.loads((SERVICE.generated_dir / "openapi.json").read_text(encoding="utf-8"))
 ENDPOINTS = endpoints(SERVICE.model)

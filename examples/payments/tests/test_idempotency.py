@@ -19,11 +19,11 @@ import uuid
 
 import pytest
 from conftest import bearer, settings_for
+from shoestring_runtime import audit, idempotency, ratelimit
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.schemas import Endpoint, endpoints
 
 from payments import SERVICE, create_app
-from payments.chassis import audit, idempotency, ratelimit
-from payments.chassis.examples import example_for
-from payments.chassis.schemas import Endpoint, endpoints
 
 IDEMPOTENT = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.idempotent]
 pytestmark = pytest.mark.skipif(not IDEMPOTENT, reason="no endpoint of service.yaml is idempotent")

@@ -8,16 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from payments import SERVICE
-from payments.chassis.db import Database
-from payments.chassis.migrate import (
+from shoestring_runtime.db import Database
+from shoestring_runtime.migrate import (
     MigrationError,
     discover,
     migrate,
     pending,
     split_statements,
 )
+
+from payments import SERVICE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,13 +17,13 @@ from messaging_helpers import (
     make_worker,
     rows,
 )
+from shoestring_runtime import outbox
+from shoestring_runtime.claim import RetryPolicy
+from shoestring_runtime.context import Context
+from shoestring_runtime.events import InvalidMessage, UnknownMessage
+from shoestring_runtime.examples import example_for
 
 from payments import SERVICE
-from payments.chassis import outbox
-from payments.chassis.claim import RetryPolicy
-from payments.chassis.context import Context
-from payments.chassis.events import InvalidMessage, UnknownMessage
-from payments.chassis.examples import example_for
 
 
 @pytest.fixture

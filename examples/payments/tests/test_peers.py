@@ -18,10 +18,9 @@ import jwt
 import pytest
 from conftest import settings_for
 from peer_servers import Reply, ScriptedPeer, free_port, serve
-
-from payments.chassis.breaker import CLOSED, OPEN
-from payments.chassis.context import Context
-from payments.chassis.peers import (
+from shoestring_runtime.breaker import CLOSED, OPEN
+from shoestring_runtime.context import Context
+from shoestring_runtime.peers import (
     Connector,
     PeerCallInvalid,
     PeerClient,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import bearer, new_address, new_subject, request_headers
+from shoestring_runtime import ratelimit
+from shoestring_runtime.db import Database
+from shoestring_runtime.examples import example_for
+from shoestring_runtime.schemas import Endpoint, endpoints
 
 from payments import SERVICE, create_app
-from payments.chassis import ratelimit
-from payments.chassis.db import Database
-from payments.chassis.examples import example_for
-from payments.chassis.schemas import Endpoint, endpoints
 
 LIMITED = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.rate_limit]
 POLICIES = SERVICE.model.get("rate_limits") or {}

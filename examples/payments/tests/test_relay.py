@@ -18,16 +18,16 @@ import pytest
 from conftest import fresh_database, peer_issuers, settings_for
 from messaging_helpers import TRACEPARENT, clean_tables, rows
 from peer_servers import Reply, ScriptedPeer, free_port, serve
+from shoestring_runtime import inbox, outbox
+from shoestring_runtime.breaker import CLOSED, OPEN, BreakerStore
+from shoestring_runtime.db import Database
+from shoestring_runtime.events import Catalog
+from shoestring_runtime.migrate import migrate
+from shoestring_runtime.peers import Connector
+from shoestring_runtime.relay import PeerTransport, destinations
+from shoestring_runtime.worker import Worker
 
 from payments import SERVICE, create_app
-from payments.chassis import inbox, outbox
-from payments.chassis.breaker import CLOSED, OPEN, BreakerStore
-from payments.chassis.db import Database
-from payments.chassis.events import Catalog
-from payments.chassis.migrate import migrate
-from payments.chassis.peers import Connector
-from payments.chassis.relay import PeerTransport, destinations
-from payments.chassis.worker import Worker
 
 PEER = "peer_a"
 ISSUER = "testsvc"  # the sender: a delivery token names its issuer as its subject

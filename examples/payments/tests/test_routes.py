@@ -8,10 +8,9 @@ import decimal
 import uuid
 
 from jsonschema import Draft202012Validator
-
-from payments.chassis.jsonbody import Refused
-from payments.chassis.routes import coerce
-from payments.chassis.schemas import to_jsonable, validation_errors
+from shoestring_runtime.jsonbody import Refused
+from shoestring_runtime.routes import coerce
+from shoestring_runtime.schemas import to_jsonable, validation_errors
 
 OPTIONAL_INT = {"type": ["integer", "null"]}
 

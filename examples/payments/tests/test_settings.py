@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from shoestring_runtime.settings import SettingsError
 
 from payments import SERVICE
-from payments.chassis.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,10 +20,9 @@ from messaging_helpers import (
     record_effect,
     rows,
 )
-
-from payments.chassis import deadletters, queue
-from payments.chassis.claim import OUTBOX, QUEUE
-from payments.chassis.events import envelope
+from shoestring_runtime import deadletters, queue
+from shoestring_runtime.claim import OUTBOX, QUEUE
+from shoestring_runtime.events import envelope
 
 
 @pytest.fixture

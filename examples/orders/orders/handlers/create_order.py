@@ -10,7 +10,7 @@ it must be valid against create_order.response.json in the same folder.
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

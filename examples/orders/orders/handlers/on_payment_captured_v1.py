@@ -11,7 +11,7 @@ retry policy.
 
 from typing import Any
 
-from ..chassis.context import Context
+from shoestring_runtime import Context
 
 
 def handle(ctx: Context, event: dict[str, Any]) -> None:

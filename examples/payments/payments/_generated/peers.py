@@ -8,7 +8,7 @@ header, an Idempotency-Key on POST and PATCH, safe retries, the peer's circuit
 breaker, and checks of the data sent and of the answer against the declared
 fields."""
 
-from ..chassis.peers import PeersBase
+from shoestring_runtime.peers import PeersBase
 
 
 class Peers(PeersBase):

@@ -7,6 +7,6 @@ everything in this folder is yours. Each module defines `handle(ctx, data)`:
         ...                      # write through ctx.db (the request's transaction)
         return {...}             # must match the endpoint's response schema
 
-Raise `Problem(404, "no order 42")` (from the chassis) to answer with an error; anything else a
-handler raises rolls the transaction back and answers 500.
+Raise `Problem(404, "no order 42")` (`from shoestring_runtime import Problem`) to answer with an
+error; anything else a handler raises rolls the transaction back and answers 500.
 """

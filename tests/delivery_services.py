@@ -25,7 +25,7 @@ from support import free_port, query_mysql, start_server, stop_server
 # service's real app: a peer with a bug in one message type's path.
 FAILING_SERVER = """
 import io, sys, waitress
-from {package} import create_app
+from {package}.app import create_app
 
 app = create_app()
 poison = sys.argv[2].encode()

@@ -21,7 +21,7 @@ from dotenv import load_dotenv  # noqa: E402  (after the path is set)
 
 load_dotenv(ROOT / ".env")  # the environment wins: existing variables are not overridden
 
-from shoestring_runtime import create_app, unavailable_app  # noqa: E402
+from shoestring_runtime import unavailable_app  # noqa: E402
 
 from payments import SERVICE  # noqa: E402
 
@@ -63,6 +63,8 @@ if reason:
     )
 
 try:
-    application = create_app(SERVICE)
-except Exception as exc:  # bad settings, missing generated code: say why in the log, answer 503
-    application = unavailable_app(SERVICE, exc)
+    from payments.app import create_app
+
+    application = create_app()
+except Exception as exc:  # bad settings, missing generated code, an error in app.py:
+    application = unavailable_app(SERVICE, exc)  # say why in the log, answer 503

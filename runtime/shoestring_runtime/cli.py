@@ -10,14 +10,17 @@
     keys      generate, rotate, list or retire this service's signing keys
     token     print a token signed by this service (for scripts and tests)
 
-A new command is a function decorated with `@main.command()` in this module. The service it
-runs for is the one `run(service)` was given (the package's `__main__.py` passes its own):
-`current_service()` returns it inside a command.
+A service adds commands of its own without editing the runtime: `run(service, commands=[...])`
+(the package's `__main__.py` passes those its `app.py` lists), and `serve` runs the app its
+`create_app` builds, own routes included. The service a command runs for is the one `run` was
+given: `current_service()` returns it inside a command.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -29,9 +32,31 @@ from .service import Service
 from .settings import Settings, SettingsError
 
 
+@dataclass(frozen=True)
+class CommandLine:
+    """What `run` hands to the commands (click's context object): the service, and how it
+    builds its WSGI app (the service's own `create_app`, with its routes and checks)."""
+
+    service: Service
+    create_app: Callable[[], Any] | None = None
+
+
 def current_service() -> Service:
-    """The service the running command is for (click's context object, set by `run`)."""
-    return click.get_current_context().find_object(Service)
+    """The service the running command is for (set by `run`; a test may pass the Service as
+    click's `obj` itself)."""
+    context = click.get_current_context()
+    return context.find_object(Service) or context.find_object(CommandLine).service
+
+
+def current_app() -> Any:
+    """The WSGI app of the running command's service, built by the service's own `create_app`
+    when `run` was given one."""
+    from .app import create_app
+
+    command_line = click.get_current_context().find_object(CommandLine)
+    if command_line is not None and command_line.create_app is not None:
+        return command_line.create_app()
+    return create_app(current_service())
 
 
 def load_or_exit() -> tuple[Settings, Database]:
@@ -67,11 +92,9 @@ def serve(host: str, port: int, threads: int) -> None:
     """Serve HTTP with waitress (for local runs and simple VPS setups)."""
     import waitress
 
-    from .app import create_app
-
     service = current_service()
     try:
-        app = create_app(service)
+        app = current_app()
     except (SettingsError, GeneratedCodeMissing, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{service.package} listening on http://{host}:{port} (Ctrl+C stops)", err=True)
@@ -436,6 +459,22 @@ def token(scopes: tuple[str, ...], audience: str | None, subject: str | None, tt
         raise click.ClickException(str(exc)) from None
     click.echo(minted)
 
-def run(service: Service) -> None:
-    """Entry point of `python -m <package>`: the commands, for `service`."""
-    main(prog_name=f"python -m {service.package}", obj=service)
+def run(
+    service: Service,
+    create_app: Callable[[], Any] | None = None,
+    commands: Iterable[click.Command] = (),
+) -> None:
+    """Entry point of `python -m <package>`: the runtime's commands and the service's own
+    `commands`, for `service`; `serve` runs the app `create_app()` returns (default: the
+    runtime's app of the service)."""
+    own = list(commands)
+    taken = sorted(command.name for command in own if command.name in main.commands)
+    if taken:
+        raise SystemExit(
+            f"{service.package}: the command(s) {', '.join(taken)} are the runtime's: give yours "
+            "another name in app.py"
+        )
+    group = click.Group(
+        main.name, commands=[*main.commands.values(), *own], help=main.help
+    )
+    group(prog_name=f"python -m {service.package}", obj=CommandLine(service, create_app))

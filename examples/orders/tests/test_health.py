@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import settings_for
 
-from orders import create_app
+from orders.app import create_app
 
 
 def test_livez_passes_without_touching_anything(client):

@@ -18,7 +18,8 @@ from shoestring_runtime import inbox
 from shoestring_runtime.events import envelope
 from shoestring_runtime.keys import KeyStore, mint_token
 
-from orders import SERVICE, create_app
+from orders import SERVICE
+from orders.app import create_app
 
 BATCH = {"Content-Type": inbox.BATCH_CONTENT_TYPE}
 

@@ -27,7 +27,8 @@ from shoestring_runtime.peers import Connector
 from shoestring_runtime.relay import PeerTransport, destinations
 from shoestring_runtime.worker import Worker
 
-from orders import SERVICE, create_app
+from orders import SERVICE
+from orders.app import create_app
 
 PEER = "peer_a"
 ISSUER = "testsvc"  # the sender: a delivery token names its issuer as its subject

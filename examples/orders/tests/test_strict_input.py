@@ -24,6 +24,7 @@ import pytest
 from conftest import bearer, new_address, peer_issuers, settings_for
 from jsonschema import Draft202012Validator
 from messaging_helpers import TRACEPARENT, clean_tables, rows
+from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime import inbox, outbox
 from shoestring_runtime.events import Catalog, InvalidMessage, envelope
 from shoestring_runtime.examples import example_for
@@ -37,7 +38,8 @@ from shoestring_runtime.schemas import (
 )
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from orders import SERVICE, create_app
+from orders import SERVICE
+from orders.app import create_app
 
 WITH_BODY = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.has_body]
 needs_body_endpoint = pytest.mark.skipif(not WITH_BODY, reason="no endpoint takes a JSON body")
@@ -327,7 +329,8 @@ def app_storing(settings, endpoint: Endpoint, table: str, column: str):
         ctx.db.execute(f"INSERT INTO {table} ({column}) VALUES (%s)", ("far too long",))
         return {}
 
-    return create_app(settings, handlers={**SERVICE.registry.HANDLERS, endpoint.name: handle})
+    handlers = {**SERVICE.registry.HANDLERS, endpoint.name: handle}
+    return create_runtime_app(SERVICE, settings, handlers=handlers)
 
 
 def rows_in(db, table: str) -> int:

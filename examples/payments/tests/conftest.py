@@ -37,7 +37,8 @@ from shoestring_runtime.schemas import Endpoint
 from shoestring_runtime.settings import Settings
 from werkzeug.test import TestResponse
 
-from payments import SERVICE, create_app
+from payments import SERVICE
+from payments.app import create_app
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 USES_MYSQL = urlsplit(TEST_DATABASE_URL).scheme.split("+")[0] in ("mysql", "mariadb")

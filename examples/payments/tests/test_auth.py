@@ -35,7 +35,8 @@ from shoestring_runtime.schemas import Endpoint
 from shoestring_runtime.settings import SettingsError
 from werkzeug.serving import make_server
 
-from payments import SERVICE, create_app
+from payments import SERVICE
+from payments.app import create_app
 
 NAME = SERVICE.model["service"]["name"]  # this service's issuer and audience by default
 PEER = "test-peer"  # a trusted peer, keys by JWKS URL

@@ -9,11 +9,12 @@ import logging
 import pytest
 from conftest import client_of, request_headers
 from shoestring_runtime import Problem, audit
+from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.logs import Throttle
 from shoestring_runtime.schemas import endpoints
 
-from payments import SERVICE, create_app
+from payments import SERVICE
 
 ENDPOINTS = endpoints(SERVICE.model)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -90,7 +91,7 @@ needs_endpoint = pytest.mark.skipif(not ENDPOINTS, reason="the spec has no endpo
 def app_with_handler(settings, handler):
     """The app, with the first endpoint's handler replaced by `handler`."""
     handlers = {**SERVICE.registry.HANDLERS, ENDPOINTS[0].name: handler}
-    return create_app(settings, handlers=handlers)
+    return create_runtime_app(SERVICE, settings, handlers=handlers)
 
 
 def call_first_endpoint(app):

@@ -20,10 +20,11 @@ import uuid
 import pytest
 from conftest import bearer, settings_for
 from shoestring_runtime import audit, idempotency, ratelimit
+from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.schemas import Endpoint, endpoints
 
-from payments import SERVICE, create_app
+from payments import SERVICE
 
 IDEMPOTENT = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.idempotent]
 pytestmark = pytest.mark.skipif(not IDEMPOTENT, reason="no endpoint of service.yaml is idempotent")
@@ -44,7 +45,8 @@ def counted_app(settings, endpoint: Endpoint, action: str, before=None):
             before()
         return real(ctx, data)
 
-    app = create_app(settings, handlers={**SERVICE.registry.HANDLERS, endpoint.name: counting})
+    handlers = {**SERVICE.registry.HANDLERS, endpoint.name: counting}
+    app = create_runtime_app(SERVICE, settings, handlers=handlers)
     lift_rate_limits(app)
     return app
 

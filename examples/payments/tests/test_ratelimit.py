@@ -15,7 +15,8 @@ from shoestring_runtime.db import Database
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.schemas import Endpoint, endpoints
 
-from payments import SERVICE, create_app
+from payments import SERVICE
+from payments.app import create_app
 
 LIMITED = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.rate_limit]
 POLICIES = SERVICE.model.get("rate_limits") or {}

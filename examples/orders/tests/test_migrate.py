@@ -1,4 +1,4 @@
-"""Migrations: applied in order, the runtime's first, recorded once, safe to run again or at once."""
+"""Migrations: in order, the runtime's first, recorded once, safe to run again or at once."""
 
 from __future__ import annotations
 

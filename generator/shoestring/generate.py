@@ -239,7 +239,7 @@ def check_runtime(root: Path, version: str = __version__) -> None:
             f"{where} names {RUNTIME} version {runtime!r}, which is not a version number: pin "
             f"it exactly, `{RUNTIME}=={FIRST_RUNTIME_READING_FORMAT}` or later"
         )
-    if release >= _release(FIRST_RUNTIME_READING_FORMAT):  # type: ignore[operator]
+    if release >= (_release(FIRST_RUNTIME_READING_FORMAT) or ()):
         return
     if where == LOCK_FILE:
         fix = (

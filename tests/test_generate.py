@@ -20,7 +20,7 @@ import yaml
 from openapi_spec_validator import validate as validate_openapi
 from shoestring import __version__
 from shoestring.manifest import MANIFEST_PATH
-from shoestring.render import spec_sha256
+from shoestring.render import REGISTRY_FORMAT, spec_sha256
 from shoestring.spec import load_spec
 from support import shoestring, tree
 
@@ -154,6 +154,7 @@ def test_service_json_is_the_spec_model_and_the_manifest_records_every_file(
     model = model_of(service)
     written = json.loads((service / GENERATED / "service.json").read_text())
     assert written.pop("x-generated-by").startswith(f"shoestring {__version__} from service.yaml")
+    assert written.pop("format") == REGISTRY_FORMAT  # the registry format, for the runtime
     assert written == json.loads(json.dumps(model))
 
     manifest = json.loads((service / MANIFEST_PATH).read_text())

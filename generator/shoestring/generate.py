@@ -19,7 +19,10 @@ the generator wrote (the manifest's hash); an edited one is kept with a warning.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,9 +30,15 @@ import yaml
 
 from . import __version__
 from .manifest import MANIFEST_PATH, Manifest, load_manifest, sha256
-from .render import SPEC_FILE, render
+from .render import FIRST_RUNTIME_READING_FORMAT, REGISTRY_FORMAT, SPEC_FILE, render
 
 ANSWERS_FILE = ".copier-answers.yml"
+LOCK_FILE = "requirements.txt"
+RUNTIME = "shoestring-runtime"
+# `shoestring-runtime==0.1.0` in a lock (pip normalises - _ . and case in names alike).
+_RUNTIME_PIN = re.compile(
+    r"^\s*shoestring[-_.]runtime\s*==\s*([^\s;\\#]+)", re.IGNORECASE | re.MULTILINE
+)
 CREATE, UPDATE, REMOVE = "create", "update", "remove"
 # Only paths of these shapes are ever removed, whatever a (possibly damaged) manifest says.
 _OWNED_FOLDERS = ("_generated", "handlers")
@@ -87,6 +96,7 @@ def plan_generation(
     accepted (`generate --allow-breaking`) in the manifest, after those accepted before.
     """
     check_package(root, spec)
+    check_runtime(root, version)
     rendered = render(spec, version=version)
     old = load_manifest(root)
     plan = Plan(root=root)
@@ -211,6 +221,64 @@ def check_package(root: Path, spec: dict[str, Any]) -> None:
             f"package '{created_with}' ({ANSWERS_FILE}): set `package: {created_with}` under "
             f"`service:` in {SPEC_FILE}"
         )
+
+
+def check_runtime(root: Path, version: str = __version__) -> None:
+    """Refuse to write `_generated/` for a runtime too old to read its registry format.
+
+    The runtime is the one the service's lock pins (`shoestring-runtime==X` in requirements.txt);
+    without a pin, the one installed next to this generator; with neither, nothing is checked (a
+    service installs its runtime from its lock, which then names one).
+    """
+    where, runtime = _runtime_of(root)
+    if runtime is None:
+        return
+    release = _release(runtime)
+    if release is None:
+        raise GenerateError(
+            f"{where} names {RUNTIME} version {runtime!r}, which is not a version number: pin "
+            f"it exactly, `{RUNTIME}=={FIRST_RUNTIME_READING_FORMAT}` or later"
+        )
+    if release >= (_release(FIRST_RUNTIME_READING_FORMAT) or ()):
+        return
+    if where == LOCK_FILE:
+        fix = (
+            f"refresh the lock to `{RUNTIME}=={version}` (set it in requirements.in, then "
+            "recompile requirements.txt as its header says), then run `shoestring generate` again"
+        )
+    else:
+        fix = f"install `{RUNTIME}=={version}` next to it, or pin it in {LOCK_FILE}"
+    raise GenerateError(
+        f"{where} has {RUNTIME} {runtime}, which cannot read the registry format "
+        f"{REGISTRY_FORMAT} that shoestring {version} writes (runtimes read it from "
+        f"{FIRST_RUNTIME_READING_FORMAT} on): {fix}"
+    )
+
+
+def _runtime_of(root: Path) -> tuple[str, str | None]:
+    """(where it was found, the version) of the runtime the service at `root` runs on."""
+    try:
+        lock = (root / LOCK_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        lock = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenerateError(f"{root / LOCK_FILE}: cannot read it ({exc})") from exc
+    pinned = _RUNTIME_PIN.search(lock)
+    if pinned:
+        return LOCK_FILE, pinned.group(1)
+    try:
+        return "the Python environment of this shoestring", installed_version(RUNTIME)
+    except PackageNotFoundError:
+        return "", None
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """The release numbers of a version (`0.1.0rc1` -> (0, 1, 0)), padded so 0.1 == 0.1.0."""
+    found = re.match(r"[0-9]+(?:\.[0-9]+)*", version)
+    if found is None:
+        return None
+    numbers = tuple(int(part) for part in found.group(0).split("."))
+    return numbers + (0,) * max(0, 4 - len(numbers))
 
 
 def _owned(path: str) -> bool:

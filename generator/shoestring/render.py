@@ -34,6 +34,15 @@ from .peers import peers_module
 from .spec import example_for
 
 SPEC_FILE = "service.yaml"
+# The registry format: how `<package>/_generated/` is laid out and what the runtime may expect in
+# it, written as `"format"` into `_generated/service.json`. The runtime reads the formats it
+# declares (shoestring_runtime.schemas.REGISTRY_FORMATS) and refuses any other at start-up, so a
+# change the runtime of an earlier version cannot read takes the next number. Format 0 (no key) was
+# written for the chassis copied into each service, before the runtime became a library.
+REGISTRY_FORMAT = 1
+# The first shoestring-runtime release that reads REGISTRY_FORMAT: `shoestring generate` refuses to
+# write for a service whose lock pins an older one (generate.check_runtime).
+FIRST_RUNTIME_READING_FORMAT = "0.1.0"
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
 _templates = jinja2.Environment(
@@ -120,7 +129,9 @@ class _Files:
                 "generated_init.py.jinja", header=self._python_header()
             ),
             f"{self.generated_dir}/registry.py": self._registry(),
-            f"{self.generated_dir}/service.json": self._json(dict(spec)),
+            f"{self.generated_dir}/service.json": self._json(
+                {**spec, "format": REGISTRY_FORMAT}
+            ),
             f"{self.generated_dir}/openapi.json": self._json(
                 _versioned(openapi_document(spec, version=""))
             ),

@@ -26,7 +26,15 @@ from typing import Any
 import click
 
 from .db import Database, DatabaseError, redact
-from .migrate import Migration, MigrationError, migrate, pending
+from .migrate import (
+    Migration,
+    MigrationError,
+    chassis_records,
+    discover,
+    migrate,
+    pending,
+    runtime_name,
+)
 from .schemas import GeneratedCodeMissing, endpoints
 from .service import Service
 from .settings import Settings, SettingsError
@@ -113,24 +121,53 @@ def serve(host: str, port: int, threads: int) -> None:
 
 @main.command("migrate")
 @click.option("--dry-run", is_flag=True, help="List pending migrations; apply nothing.")
-def migrate_command(dry_run: bool) -> None:
-    """Apply pending migrations, chassis first, then the app's (migrations/)."""
+@click.option("--list", "list_all", is_flag=True,
+              help="List every migration, applied or pending; apply nothing.")
+def migrate_command(dry_run: bool, list_all: bool) -> None:
+    """Apply pending migrations: the runtime's (runtime/) first, then the service's (app/,
+    from migrations/)."""
     db = database_or_exit()
+    root = current_service().root
     try:
-        if dry_run:
-            waiting = pending(db, current_service().root)
-            for migration in waiting:
-                click.echo(f"pending {migration.name}")
-            click.echo(f"{len(waiting)} pending migration(s)")
+        if list_all or dry_run:
+            for old in chassis_records(db):
+                new = runtime_name(old)
+                click.echo(f"rename {old} to {new} (recorded by a chassis-era service)")
+            waiting = pending(db, root)
+            if list_all:
+                for migration in discover(db.dialect.name, root):
+                    state = "pending" if migration in waiting else "applied"
+                    click.echo(f"{state} {migration.name}")
+            else:
+                for migration in waiting:
+                    click.echo(f"pending {migration.name}")
+            click.echo(f"{len(waiting)} pending migration(s){_by_namespace(waiting)}")
             return
 
         def report(migration: Migration) -> None:
             click.echo(f"applied {migration.name}")
 
-        done = migrate(db, current_service().root, on_applied=report)
+        def report_renamed(old: str, new: str) -> None:
+            click.echo(f"renamed {old} to {new} (recorded by a chassis-era service)")
+
+        done = migrate(db, root, on_applied=report, on_renamed=report_renamed)
     except (MigrationError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{len(done)} migration(s) applied" if done else "database is up to date")
+    if done:
+        click.echo(f"{len(done)} migration(s) applied{_by_namespace(done)}")
+    else:
+        click.echo("database is up to date")
+
+
+def _by_namespace(migrations: list[Migration]) -> str:
+    """" (runtime/: 2, app/: 1)" for a summary line; empty for no migrations."""
+    counts: dict[str, int] = {}
+    for migration in migrations:
+        namespace = migration.name.partition("/")[0]
+        counts[namespace] = counts.get(namespace, 0) + 1
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{namespace}/: {count}" for namespace, count in counts.items()) + ")"
 
 
 @main.command()

@@ -16,14 +16,46 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+# The registry formats this runtime reads: `"format"` in `_generated/service.json`, which
+# `shoestring generate` writes (its render.REGISTRY_FORMAT). A `_generated/` without the key is
+# format 0, written for the chassis copied into each service before the runtime became a library.
+REGISTRY_FORMATS = (1,)
+
 
 class GeneratedCodeMissing(RuntimeError):
     """`_generated/` is absent or unreadable: the generator has not run in this service."""
+
+
+class RegistryFormatUnknown(GeneratedCodeMissing):
+    """`_generated/` was written in a registry format this runtime does not read: by a
+    generator of another version than the runtime's."""
+
+
+def check_registry_format(model: dict[str, Any], path: Path, root: Path, runtime: str) -> None:
+    """Raise RegistryFormatUnknown, naming the `shoestring generate` to run, unless the spec
+    model read from `path` (`_generated/service.json`) is in a format this runtime (version
+    `runtime`) reads."""
+    found = model.get("format", 0)
+    if type(found) is int and found in REGISTRY_FORMATS:
+        return
+    by = re.match(r"shoestring (\S+)", str(model.get("x-generated-by", "")))
+    writer = f"shoestring {by.group(1)}" if by else "a shoestring"
+    reads = " or ".join(str(number) for number in REGISTRY_FORMATS)
+    fix = f"run `shoestring generate` with shoestring {runtime} in {root}"
+    if type(found) is int and found > max(REGISTRY_FORMATS) and by:
+        # A newer generator: either generate with the runtime's own, or upgrade the runtime.
+        fix += f", or upgrade the runtime: `shoestring-runtime=={by.group(1)}` in requirements.txt"
+    era = " (for a chassis copied into the service)" if found == 0 else ""
+    raise RegistryFormatUnknown(
+        f"{path} was written by {writer} in registry format {found!r}{era}; this runtime "
+        f"({runtime}) reads format {reads}: {fix}"
+    )
 
 
 # -- formats: dates and times that exist ------------------------------------------------------

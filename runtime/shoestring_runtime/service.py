@@ -25,7 +25,7 @@ from typing import Any
 
 from . import auth, idempotency, peers, ratelimit
 from .events import Catalog
-from .schemas import GeneratedCodeMissing
+from .schemas import GeneratedCodeMissing, check_registry_format
 from .settings import Setting, Settings, SettingsError, core_settings, load, spec_setting
 
 
@@ -46,10 +46,15 @@ class Service:
 
     @functools.cached_property
     def model(self) -> dict[str, Any]:
-        """The spec model from `_generated/service.json`."""
+        """The spec model from `_generated/service.json`; `RegistryFormatUnknown` (a
+        GeneratedCodeMissing) when another version of the generator wrote it in a format this
+        runtime does not read. Everything that reads `_generated/` (the app, the CLI's commands
+        but `migrate`, the worker) reads this first, so they all refuse such a service at start."""
+        from . import __version__  # the package, fully imported by the time a service is read
+
         path = self.generated_dir / "service.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            model = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise GeneratedCodeMissing(
                 f"{path} is missing: run `shoestring generate` in {self.root} "
@@ -59,6 +64,12 @@ class Service:
             raise GeneratedCodeMissing(
                 f"{path} cannot be read ({exc}): run `shoestring generate` to rewrite it"
             ) from exc
+        if not isinstance(model, dict):
+            raise GeneratedCodeMissing(
+                f"{path} holds no spec model: run `shoestring generate` to rewrite it"
+            )
+        check_registry_format(model, path, self.root, __version__)
+        return model
 
     @property
     def name(self) -> str:
@@ -84,6 +95,7 @@ class Service:
     def generated(self, name: str) -> ModuleType:
         """The module `_generated/<name>.py`; a clear GeneratedCodeMissing when the generator
         has not run."""
+        self.model  # noqa: B018 - refuses a `_generated/` of a format this runtime cannot read
         try:
             return importlib.import_module(f"{self.package}._generated.{name}")
         except ModuleNotFoundError as exc:

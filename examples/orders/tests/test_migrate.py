@@ -1,4 +1,4 @@
-"""Migrations: applied in order, chassis first, recorded once, safe to run again or at once."""
+"""Migrations: in order, the runtime's first, recorded once, safe to run again or at once."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_migrate_applies_everything_in_order_and_records_it(fresh_database_url):
     expected = discover(db.dialect.name, SERVICE.root)
     applied = migrate(db, SERVICE.root)
     assert [m.name for m in applied] == [m.name for m in expected]
-    assert applied[0].name == "chassis/0001_init"
+    assert applied[0].name == "runtime/0001_init"
     assert sorted(recorded(db)) == sorted(m.name for m in expected)
     assert pending(db, SERVICE.root) == []
 
@@ -46,7 +46,7 @@ def test_migrate_again_does_nothing(fresh_database_url):
     assert recorded(db) == before
 
 
-def test_app_migrations_run_after_the_chassis_ones(fresh_database_url, tmp_path):
+def test_app_migrations_run_after_the_runtime_ones(fresh_database_url, tmp_path):
     db = Database(fresh_database_url)
     folder = tmp_path / "migrations" / db.dialect.name
     folder.mkdir(parents=True)
@@ -57,7 +57,7 @@ def test_app_migrations_run_after_the_chassis_ones(fresh_database_url, tmp_path)
     )
     applied = [m.name for m in migrate(db, tmp_path)]
     assert applied[-1] == "app/0001_notes"
-    assert all(name.startswith("chassis/") for name in applied[:-1])
+    assert all(name.startswith("runtime/") for name in applied[:-1])
     with db.transaction() as conn:
         assert conn.fetchvalue("SELECT body FROM notes WHERE id = 1") == "100% done; really"
 

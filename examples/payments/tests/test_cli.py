@@ -48,9 +48,21 @@ def test_routes_lists_every_endpoint():
 def test_migrate_dry_run_lists_pending_migrations_and_applies_nothing(fresh_database_url):
     result = run("migrate", "--dry-run", env={"DATABASE_URL": fresh_database_url})
     assert result.returncode == 0, result.stderr
-    assert "pending chassis/0001_init" in result.stdout
+    assert "pending runtime/0001_init" in result.stdout
     waiting = pending(Database(fresh_database_url), SERVICE.root)
-    assert [m.name for m in waiting][0] == "chassis/0001_init"
+    assert [m.name for m in waiting][0] == "runtime/0001_init"
+
+
+def test_migrate_list_names_every_migration_applied_or_pending(fresh_database_url):
+    env = {"DATABASE_URL": fresh_database_url}
+    names = [m.name for m in pending(Database(fresh_database_url), SERVICE.root)]
+    before = run("migrate", "--list", env=env)
+    assert before.returncode == 0, before.stderr
+    assert [f"pending {name}" for name in names] == before.stdout.splitlines()[:-1]
+    migrate(Database(fresh_database_url), SERVICE.root)
+    after = run("migrate", "--list", env=env)
+    assert [f"applied {name}" for name in names] == after.stdout.splitlines()[:-1]
+    assert after.stdout.splitlines()[-1] == "0 pending migration(s)"
 
 
 def test_check_passes_on_a_migrated_database_and_fails_before(fresh_database_url):

@@ -167,3 +167,21 @@ def test_vendor_runtime_does_not_go_with_options_that_write_nothing(
     assert done.returncode == 2
     assert "--vendor-runtime writes vendor/" in done.stderr
     assert not (service / "vendor").exists()
+
+
+def test_vendor_runtime_warns_when_the_lock_pins_another_runtime(tmp_path: Path) -> None:
+    # A service made by an older shoestring, whose locks `copier update` has not refreshed yet.
+    service = copy_example(tmp_path)
+    lock = service / "requirements.txt"
+    lock.write_text(lock.read_text().replace(f"shoestring-runtime=={__version__}",
+                                             "shoestring-runtime==0.0.9"))
+
+    done = run_shoestring("generate", str(service), "--vendor-runtime")
+
+    assert (service / "vendor" / WHEEL).is_file()
+    assert (
+        f"warning: requirements.txt pins shoestring-runtime==0.0.9, but vendor/{WHEEL} is "
+        f"{__version__}: bring the service's locks to this shoestring with `copier update`"
+    ) in done.stderr
+    assert "warning" not in run_shoestring("generate", str(copy_example(tmp_path / "b")),
+                                           "--vendor-runtime").stderr

@@ -34,7 +34,7 @@ from .new import DATABASES, NewServiceError, create_service
 from .render import SPEC_FILE
 from .spec import LoadResult, load_spec, schema_text
 from .system import System, check_system, load_system
-from .vendor import VENDOR_DIR, VendorError, vendor_runtime
+from .vendor import VENDOR_DIR, VendorError, pinned_runtime, vendor_runtime
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
 EXIT_VALID = 0
@@ -267,6 +267,16 @@ def _vendor_runtime_or_exit(service: Path) -> None:
         click.echo(f"removed {old.relative_to(service).as_posix()}")
     wheel = vendored.wheel.relative_to(service).as_posix()
     click.echo(f"vendored {wheel}" if vendored.changed else f"up to date {wheel}")
+    # The lock comes from the template: a service made by an older shoestring pins the older
+    # runtime until `copier update` brings the new lock, and pip would not find it in vendor/.
+    pinned = pinned_runtime(service)
+    if pinned is not None and pinned != __version__:
+        click.echo(
+            f"warning: requirements.txt pins shoestring-runtime=={pinned}, but {wheel} is "
+            f"{__version__}: bring the service's locks to this shoestring with `copier update` "
+            f"(or vendor with shoestring {pinned})",
+            err=True,
+        )
 
 
 def _breaking_since_accepted(

@@ -134,6 +134,16 @@ def vendor_runtime(service: Path, sources: Path | None = None) -> Vendored:
     return Vendored(wheel=target, changed=changed, removed=removed)
 
 
+def pinned_runtime(service: Path) -> str | None:
+    """The version of shoestring-runtime the service's requirements.txt pins, if it pins one."""
+    try:
+        lock = (service / "requirements.txt").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(r"^shoestring-runtime==(\S+)", lock, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 def build_wheel(sources: Path, out: Path) -> Path:
     """Build the runtime's wheel from `sources` into `out` with setuptools' PEP 517 backend;
     returns the wheel. The sources themselves are left untouched (the build runs on a copy)."""

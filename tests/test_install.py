@@ -2,6 +2,8 @@
 
 - shoestring installed from a built wheel (not a checkout) creates a service: the template
   ships inside the distribution.
+- The sdist carries the runtime's sources, and so does a wheel built from it: the runtime's
+  wheel vendored from either is the one vendored from the checkout, byte for byte.
 - A service made with `--vendor-runtime` by that installation installs on a machine that
   reaches only PyPI: `pip install -r requirements.txt` takes shoestring-runtime, which is on no
   public index, from the wheel in the service's vendor/; it migrates, serves and answers.
@@ -15,12 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
 import requests
 from shoestring import __version__
+from shoestring.vendor import vendor_runtime
 from support import (
     OLDEST_AND_NEWEST_PYTHON,
     free_port,
@@ -89,6 +94,35 @@ def test_a_wheel_installed_in_an_empty_virtualenv_creates_a_service(
         if name != ".copier-answers.yml":  # records where the template came from
             assert (service / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
     run([str(bin_dir / "shoestring"), "generate", "--check", str(service)], cwd=service)
+
+
+def test_the_sdist_and_a_wheel_built_from_it_carry_the_runtime_sources(tmp_path: Path):
+    build_sdist = "import sys; from setuptools import build_meta; build_meta.build_sdist(sys.argv[1])"
+    run([sys.executable, "-c", build_sdist, str(tmp_path / "sdist")], cwd=REPO)
+    (sdist,) = (tmp_path / "sdist").glob("shoestring-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    assert (unpacked / "runtime" / "shoestring_runtime" / "__init__.py").is_file()
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(tmp_path / "dist"), str(unpacked)],
+        cwd=tmp_path,
+    )
+    (wheel,) = (tmp_path / "dist").glob("shoestring-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = [name for name in archive.namelist() if name.startswith("shoestring/_runtime/")]
+        archive.extractall(tmp_path / "installed", members=shipped)
+    assert "shoestring/_runtime/pyproject.toml" in shipped
+    assert not [name for name in shipped if "/tests/" in name or "__pycache__" in name]
+
+    from_checkout = vendor_runtime(tmp_path / "a", sources=REPO / "runtime").wheel
+    from_sdist = vendor_runtime(tmp_path / "b", sources=unpacked / "runtime").wheel
+    from_wheel = vendor_runtime(
+        tmp_path / "c", sources=tmp_path / "installed" / "shoestring" / "_runtime"
+    ).wheel
+    assert from_sdist.read_bytes() == from_checkout.read_bytes()
+    assert from_wheel.read_bytes() == from_checkout.read_bytes()
 
 
 def test_a_service_with_its_runtime_vendored_installs_from_its_lock_and_pypi_alone(

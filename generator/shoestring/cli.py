@@ -34,11 +34,21 @@ from .new import DATABASES, NewServiceError, create_service
 from .render import SPEC_FILE
 from .spec import LoadResult, load_spec, schema_text
 from .system import System, check_system, load_system
+from .vendor import VENDOR_DIR, VendorError, pinned_runtime, vendor_runtime
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+
+
+# `--vendor-runtime` of `new` and `generate`.
+_VENDOR_RUNTIME_HELP = (
+    f"Put the wheel of shoestring-runtime (the version this shoestring ships with) into "
+    f"{VENDOR_DIR}/, replacing an older one: the lock's `--find-links {VENDOR_DIR}` then "
+    f"installs the runtime, which is on no public index yet, on any machine that reaches PyPI "
+    f"(cPanel, a VPS). Upload {VENDOR_DIR}/ with the service."
+)
 
 
 def _format_option(text_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -133,8 +143,15 @@ def _load_result_or_exit(spec: Path) -> LoadResult:
     "[default: a local template's path relative to the service, or the URL].",
 )
 @click.option("--force", is_flag=True, help="Render into a directory that is not empty.")
+@click.option("--vendor-runtime", is_flag=True, help=_VENDOR_RUNTIME_HELP)
 def new(
-    spec: Path, out: Path, database: str, template: str | None, src_path: str | None, force: bool
+    spec: Path,
+    out: Path,
+    database: str,
+    template: str | None,
+    src_path: str | None,
+    force: bool,
+    vendor_runtime: bool,
 ) -> None:
     """Create a service from SPEC: the template's skeleton, SPEC as service.yaml, generated code."""
     model = _load_or_exit(spec)
@@ -145,11 +162,16 @@ def new(
     except (NewServiceError, GenerateError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_warnings(created.plan)
+    if vendor_runtime:
+        _vendor_runtime_or_exit(out)
     package = created.package
+    # shoestring-runtime is on no public index yet: pip finds it only in vendor/.
+    vendor_step = "" if vendor_runtime else "  shoestring generate --vendor-runtime\n"
     click.echo(
         f"created {out}: service '{model['service']['name']}', package '{package}'\n"
         f"\nnext steps:\n"
         f"  cd {out}\n"
+        f"{vendor_step}"
         f"  python -m venv .venv && .venv/bin/pip install -r requirements-dev.txt\n"
         f"  .venv/bin/python -m {package} migrate\n"
         f"  .venv/bin/python -m pytest\n"
@@ -183,14 +205,20 @@ def new(
     help="Generate even though the spec breaks peers or clients of the spec accepted last; "
     "the reason and the changes it allows are recorded in the manifest.",
 )
+@click.option("--vendor-runtime", is_flag=True, help=_VENDOR_RUNTIME_HELP)
 def generate(
     directory: Path,
     check: bool,
     dry_run: bool,
     only_if_generated: bool,
     allow_breaking: str | None,
+    vendor_runtime: bool,
 ) -> None:
     """Regenerate the spec-derived code of the service in DIRECTORY from its service.yaml."""
+    if vendor_runtime and (check or dry_run):
+        raise click.UsageError(
+            "--vendor-runtime writes vendor/: run it without --check and --dry-run"
+        )
     if only_if_generated and not (directory / MANIFEST_PATH).is_file():
         click.echo(f"{directory}: no {MANIFEST_PATH}, nothing generated here; skipped", err=True)
         return
@@ -217,14 +245,38 @@ def generate(
         sys.exit(1)
     if plan.nothing_to_do:
         click.echo(f"nothing to do: {directory} is up to date with {SPEC_FILE}")
-        return
-    for change in plan.changes:
-        click.echo(f"{change.action:<7} {change.path}")
-    if dry_run:
-        click.echo("dry run: nothing written")
-        return
-    _echo_warnings(plan)
-    apply_plan(plan)
+    else:
+        for change in plan.changes:
+            click.echo(f"{change.action:<7} {change.path}")
+        if dry_run:
+            click.echo("dry run: nothing written")
+            return
+        _echo_warnings(plan)
+        apply_plan(plan)
+    if vendor_runtime:
+        _vendor_runtime_or_exit(directory)
+
+
+def _vendor_runtime_or_exit(service: Path) -> None:
+    """`--vendor-runtime`: the runtime's wheel into the service's vendor/, said on stdout."""
+    try:
+        vendored = vendor_runtime(service)
+    except VendorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for old in vendored.removed:
+        click.echo(f"removed {old.relative_to(service).as_posix()}")
+    wheel = vendored.wheel.relative_to(service).as_posix()
+    click.echo(f"vendored {wheel}" if vendored.changed else f"up to date {wheel}")
+    # The lock comes from the template: a service made by an older shoestring pins the older
+    # runtime until `copier update` brings the new lock, and pip would not find it in vendor/.
+    pinned = pinned_runtime(service)
+    if pinned is not None and pinned != __version__:
+        click.echo(
+            f"warning: requirements.txt pins shoestring-runtime=={pinned}, but {wheel} is "
+            f"{__version__}: bring the service's locks to this shoestring with `copier update` "
+            f"(or vendor with shoestring {pinned})",
+            err=True,
+        )
 
 
 def _breaking_since_accepted(

@@ -170,17 +170,18 @@ def test_vendor_runtime_does_not_go_with_options_that_write_nothing(
 
 
 def test_vendor_runtime_warns_when_the_lock_pins_another_runtime(tmp_path: Path) -> None:
-    # A service made by an older shoestring, whose locks `copier update` has not refreshed yet.
+    # A service whose lock pins another runtime that reads the same registry format (a runtime
+    # too old for it is refused by generate before anything is written: test_registry_format).
     service = copy_example(tmp_path)
     lock = service / "requirements.txt"
     lock.write_text(lock.read_text().replace(f"shoestring-runtime=={__version__}",
-                                             "shoestring-runtime==0.0.9"))
+                                             "shoestring-runtime==9.0.0"))
 
     done = run_shoestring("generate", str(service), "--vendor-runtime")
 
     assert (service / "vendor" / WHEEL).is_file()
     assert (
-        f"warning: requirements.txt pins shoestring-runtime==0.0.9, but vendor/{WHEEL} is "
+        f"warning: requirements.txt pins shoestring-runtime==9.0.0, but vendor/{WHEEL} is "
         f"{__version__}: bring the service's locks to this shoestring with `copier update`"
     ) in done.stderr
     assert "warning" not in run_shoestring("generate", str(copy_example(tmp_path / "b")),

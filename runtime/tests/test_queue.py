@@ -9,7 +9,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from messaging_helpers import (
+from shoestring_runtime import claim as claims
+from shoestring_runtime import housekeeping, outbox, queue
+from shoestring_runtime.claim import QUEUE, RetryPolicy
+from shoestring_runtime.events import MessageError, envelope
+
+from .messaging_helpers import (
     CLAIM_METHODS,
     PING,
     TRACEPARENT,
@@ -20,12 +25,7 @@ from messaging_helpers import (
     enqueue,
     rows,
 )
-from shoestring_runtime import claim as claims
-from shoestring_runtime import housekeeping, outbox, queue
-from shoestring_runtime.claim import QUEUE, RetryPolicy
-from shoestring_runtime.events import MessageError, envelope
-
-from {{ package }} import SERVICE
+from .shop import SERVICE
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures: a real database, migrated, and the app built on it.
+"""Fixtures: the runtime's pytest plugin (shoestring_runtime.testing) gives a real database,
+migrated, the app built on it, a client and tokens; this file tells it which service to test.
 
 TEST_DATABASE_URL chooses the database:
 
@@ -10,250 +11,52 @@ TEST_DATABASE_URL chooses the database:
 
 from __future__ import annotations
 
-import atexit
 import functools
-import ipaddress
-import itertools
-import json
-import os
-import secrets
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import pymysql
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from shoestring_runtime.db import Database
-from shoestring_runtime.keys import KeyStore, mint_token
-from shoestring_runtime.migrate import migrate
-from shoestring_runtime.schemas import Endpoint
-from shoestring_runtime.settings import Settings
-from werkzeug.test import TestResponse
+from shoestring_runtime import Service, testing
+from shoestring_runtime.testing import (
+    client_of,
+    endpoint_url,
+    fresh_database,
+    new_address,
+    new_subject,
+    peer_issuers,
+)
 
 from orders import SERVICE
 from orders.app import create_app
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-USES_MYSQL = urlsplit(TEST_DATABASE_URL).scheme.split("+")[0] in ("mysql", "mariadb")
-
-
-@contextmanager
-def fresh_database(folder: Path) -> Iterator[str]:
-    """The URL of a new, empty database: a SQLite file in `folder`, or a database created on the
-    TEST_DATABASE_URL server and dropped when the block ends."""
-    if not USES_MYSQL:
-        yield f"sqlite:///{folder / 'test.db'}"
-        return
-    parts = urlsplit(TEST_DATABASE_URL)
-    name = f"t_{secrets.token_hex(6)}"
-    server = pymysql.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=parts.username or "root",
-        password=parts.password or "",
-        autocommit=True,
-        connect_timeout=5,
-    )
-    try:
-        with server.cursor() as cursor:
-            cursor.execute(
-                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-    finally:
-        with server.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        server.close()
-
-
-def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
-    """Environment variables of a valid configuration for tests: the given database, and
-    harmless values for the keys the spec adds (peer URLs point at a closed port)."""
-    environ = {
-        "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
-        "SERVICE_KEYS_DIR": str(session_keys().directory),
-    }
-    for key in SERVICE.model.get("settings", []):
-        environ[key] = "http://127.0.0.1:9" if key.endswith("_URL") else "test"
-    environ.update(overrides)
-    return environ
-
-
-@functools.cache
-def session_keys() -> KeyStore:
-    """This service's signing key for the test session, in a temporary key directory removed at
-    exit. Every configuration the tests build points SERVICE_KEYS_DIR there, and the requests
-    they send carry tokens signed with it (`bearer`)."""
-    folder = Path(tempfile.mkdtemp(prefix="keys-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    store = KeyStore(folder)
-    store.generate()
-    return store
-
-
-def bearer(
-    scopes: Iterable[str] = (), subject: str = "tests", issuer: str | None = None
-) -> dict[str, str]:
-    """The Authorization header of a valid token granting `scopes`, signed with the session's
-    key: by default this service's own token; `issuer` plays another service whose trusted key
-    is the same (see `peer_issuers`)."""
-    name = SERVICE.model["service"]["name"]
-    token = mint_token(
-        session_keys(), issuer=issuer or name, audience=name, subject=subject, scopes=scopes
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def peer_issuers(*names: str) -> str:
-    """A TRUSTED_ISSUERS value that trusts each of `names` as an issuer whose key is the
-    session's (a pinned JWKS file), so tests can play peer services."""
-    folder = Path(tempfile.mkdtemp(prefix="peers-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    jwks_file = folder / "peers.jwks.json"
-    jwks_file.write_text(json.dumps(session_keys().jwks()), encoding="utf-8")
-    return ";".join(f"{name}={jwks_file}" for name in names)
-
-
-def settings_for(database_url: str, **overrides: str) -> Settings:
-    """Settings built from `service_environment`."""
-    environ = service_environment(database_url, **overrides)
-    return SERVICE.load_settings(environ=environ, env_file=None)
+pytest_plugins = ["shoestring_runtime.testing"]
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session's database, empty."""
-    with fresh_database(tmp_path_factory.mktemp("db")) as url:
-        yield url
-
-
-@pytest.fixture
-def fresh_database_url(tmp_path: Path) -> Iterator[str]:
-    """A database of its own for one test (migration tests start from nothing)."""
-    with fresh_database(tmp_path) as url:
-        yield url
+def service() -> Service:
+    """The service the plugin's fixtures (`settings`, `db`, `app`, `client`, `call`...) test."""
+    return SERVICE
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    return settings_for(database_url)
+def app_factory():
+    """How the plugin's `app` fixture builds the app: as app.py does, your routes included."""
+    return create_app
 
 
-@pytest.fixture(scope="session")
-def db(settings: Settings) -> Database:
-    """The session's database, migrated."""
-    database = Database(settings.database_url)
-    migrate(database, SERVICE.root)
-    return database
+# The plugin's helpers bound to this service, for the tests that import them from here.
+bearer = functools.partial(testing.bearer, SERVICE)
+request_headers = functools.partial(testing.request_headers, SERVICE)
+service_environment = functools.partial(testing.service_environment, SERVICE)
+settings_for = functools.partial(testing.settings_for, SERVICE)
 
-
-@pytest.fixture(scope="session")
-def app(settings: Settings, db: Database) -> Flask:
-    return create_app(settings)
-
-
-# Callers the tests play: every request of the suite comes from a token subject and an address
-# of its own, so it counts in rate-limit buckets nobody else fills. A spec may allow as little as
-# one request per minute per client, shared by every endpoint, or one per second per address;
-# tests that shared a caller would get 429s from each other. test_ratelimit.py sends many
-# requests as one caller on purpose, to prove the refusals.
-_CALLERS = itertools.count(1)
-_FIRST_ADDRESS = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544's range for tests: 2**17
-
-
-def new_subject() -> str:
-    """A token subject no other request of the test session uses."""
-    return f"tests-{next(_CALLERS)}"
-
-
-def new_address() -> str:
-    """A client address (REMOTE_ADDR) no other request of the test session uses."""
-    return str(ipaddress.IPv4Address(_FIRST_ADDRESS + next(_CALLERS) % 2**17))
-
-
-class CallerClient(FlaskClient):
-    """Flask's test client, each of whose requests comes from a new address (`new_address`)
-    unless it names its own: `environ_base={"REMOTE_ADDR": ...}`."""
-
-    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
-        if not args or isinstance(args[0], str):  # a URL, not a prepared environ or request
-            named = kwargs.get("environ_base") or {}
-            kwargs["environ_base"] = {"REMOTE_ADDR": new_address(), **named}
-        return super().open(*args, **kwargs)
-
-
-def client_of(app: Flask) -> FlaskClient:
-    """A test client of `app` whose requests each come from a new address (`CallerClient`)."""
-    return CallerClient(app, app.response_class, use_cookies=True)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return client_of(app)
-
-
-@pytest.fixture
-def auth_headers():
-    """`auth_headers(scopes)`: the Authorization header of a valid token granting `scopes`, for
-    a new subject each time (a caller of its own) unless `subject=` names one."""
-
-    def headers(scopes: Iterable[str] = (), subject: str | None = None) -> dict[str, str]:
-        return bearer(scopes, subject=subject or new_subject())
-
-    return headers
-
-
-def request_headers(endpoint: Endpoint) -> dict[str, str]:
-    """Headers a call to `endpoint` needs besides the body's Content-Type: a token granting the
-    endpoint's scopes to a new subject (a caller of its own, see `new_subject`), and a fresh
-    Idempotency-Key for an idempotent endpoint (so every call is a new operation)."""
-    headers = bearer(endpoint.scopes, subject=new_subject())
-    if endpoint.idempotent:
-        headers["Idempotency-Key"] = str(uuid.uuid4())
-    return headers
-
-
-def endpoint_url(endpoint: Endpoint, data: dict[str, Any]) -> str:
-    """The endpoint's path with its parameters filled in from `data`, plus the query string
-    (GET and DELETE) made of the other fields."""
-    path = endpoint.path
-    for name in endpoint.path_params:
-        path = path.replace("{" + name + "}", str(data[name]))
-    if endpoint.has_body:
-        return path
-    query = {
-        key: _query_value(value) for key, value in data.items() if key not in endpoint.path_params
-    }
-    return f"{path}?{urlencode(query, doseq=True)}" if query else path
-
-
-def _query_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return [_query_value(item) for item in value]
-    return value
-
-
-@pytest.fixture
-def call(client: FlaskClient):
-    """`call(endpoint, data)`: send `data` to the endpoint the way a client would."""
-
-    def send(endpoint: Endpoint, data: dict[str, Any], **kwargs: Any) -> TestResponse:
-        headers = {**request_headers(endpoint), **kwargs.pop("headers", {})}
-        if endpoint.has_body:
-            body = {k: v for k, v in data.items() if k not in endpoint.path_params}
-            kwargs.setdefault("json", body)
-        return client.open(
-            endpoint_url(endpoint, data), method=endpoint.method, headers=headers, **kwargs
-        )
-
-    return send
+__all__ = [
+    "bearer",
+    "client_of",
+    "endpoint_url",
+    "fresh_database",
+    "new_address",
+    "new_subject",
+    "peer_issuers",
+    "request_headers",
+    "service_environment",
+    "settings_for",
+]

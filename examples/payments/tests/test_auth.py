@@ -196,7 +196,7 @@ def make_service(tmp_path: Path, database_url: str, db):
 
 
 @pytest.fixture
-def service(make_service, jwks_server: JwksServer, peer):
+def svc(make_service, jwks_server: JwksServer, peer):
     jwks_server.documents["/peer/jwks.json"] = peer.jwks()
     return make_service(
         TRUSTED_ISSUERS=f"{PEER}={jwks_server.url('/peer/jwks.json')}",
@@ -233,7 +233,7 @@ def sign(store, payload: dict, **header) -> str:
     )
 
 
-def assert_refused(service: TestService, response, status: int = 401) -> None:
+def assert_refused(svc: TestService, response, status: int = 401) -> None:
     assert response.status == status, response.body
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.body["status"] == status and response.body["detail"]
@@ -241,42 +241,42 @@ def assert_refused(service: TestService, response, status: int = 401) -> None:
     assert challenge.startswith(f'Bearer realm="{NAME}"')
     if status == 401:
         assert 'error="invalid_token"' in challenge
-    assert service.handled == []
+    assert svc.handled == []
 
 
 # -- accepted tokens -----------------------------------------------------------------------------
 
 
-def test_own_token_reaches_the_handler_with_the_identity(service):
-    token = service.mint(["probe:read", "probe:write"], subject="script")
-    response = service.call(token)
+def test_own_token_reaches_the_handler_with_the_identity(svc):
+    token = svc.mint(["probe:read", "probe:write"], subject="script")
+    response = svc.call(token)
     assert response.status == 200, response.body
-    (identity,) = service.handled
+    (identity,) = svc.handled
     assert identity.subject == "script" and identity.issuer == NAME
     assert identity.scopes == frozenset({"probe:read", "probe:write"})
     assert identity.claims["aud"] == NAME
 
 
-def test_token_of_a_rotated_key_verifies_until_the_key_is_retired(service):
-    old_token = service.mint(READ)
-    old_kid = service.store.signing_key().kid
-    service.store.rotate("RS256")
-    new_token = service.mint(READ)
+def test_token_of_a_rotated_key_verifies_until_the_key_is_retired(svc):
+    old_token = svc.mint(READ)
+    old_kid = svc.store.signing_key().kid
+    svc.store.rotate("RS256")
+    new_token = svc.mint(READ)
     assert jwt.get_unverified_header(new_token)["alg"] == "RS256"
-    assert service.call(old_token).status == 200
-    assert service.call(new_token).status == 200
-    service.store.retire(old_kid)
-    service.handled.clear()
-    assert_refused(service, service.call(old_token))
-    assert service.call(new_token).status == 200
+    assert svc.call(old_token).status == 200
+    assert svc.call(new_token).status == 200
+    svc.store.retire(old_kid)
+    svc.handled.clear()
+    assert_refused(svc, svc.call(old_token))
+    assert svc.call(new_token).status == 200
 
 
-def test_peer_token_verifies_with_the_peer_jwks_fetched_once(service, peer, jwks_server):
+def test_peer_token_verifies_with_the_peer_jwks_fetched_once(svc, peer, jwks_server):
     token = sign(peer, claims(iss=PEER, sub=PEER))
     for _ in range(5):
-        assert service.call(token).status == 200
+        assert svc.call(token).status == 200
     assert jwks_server.hits["/peer/jwks.json"] == 1
-    assert service.handled[0].issuer == PEER
+    assert svc.handled[0].issuer == PEER
 
 
 def test_peer_key_rotation_is_picked_up_after_the_cooldown(make_service, peer, jwks_server):
@@ -365,10 +365,10 @@ def test_user_token_of_an_oidc_provider_is_accepted(make_service, jwks_server, a
     )
 
 
-def test_token_within_the_leeway_is_accepted(service):
+def test_token_within_the_leeway_is_accepted(svc):
     now = int(time.time())
-    token = sign(service.store, claims(exp=now - 10, nbf=now + 10, iat=now + 10))
-    assert service.call(token).status == 200
+    token = sign(svc.store, claims(exp=now - 10, nbf=now + 10, iat=now + 10))
+    assert svc.call(token).status == 200
 
 
 @pytest.mark.parametrize(
@@ -380,23 +380,23 @@ def test_token_within_the_leeway_is_accepted(service):
         {"scope": ..., "scp": "openid probe:read"},
     ],
 )
-def test_scopes_come_from_scope_or_scp(service, scope_claims):
-    assert service.call(sign(service.store, claims(**scope_claims))).status == 200
+def test_scopes_come_from_scope_or_scp(svc, scope_claims):
+    assert svc.call(sign(svc.store, claims(**scope_claims))).status == 200
 
 
-def test_audience_list_that_names_this_service_is_accepted(service):
-    assert service.call(sign(service.store, claims(aud=["another-service", NAME]))).status == 200
+def test_audience_list_that_names_this_service_is_accepted(svc):
+    assert svc.call(sign(svc.store, claims(aud=["another-service", NAME]))).status == 200
 
 
-def test_lowercase_bearer_scheme_is_accepted(service):
-    response = service.call(headers={"Authorization": "bearer " + service.mint(READ)})
+def test_lowercase_bearer_scheme_is_accepted(svc):
+    response = svc.call(headers={"Authorization": "bearer " + svc.mint(READ)})
     assert response.status == 200
 
 
-def test_jwks_endpoint_publishes_every_live_key(service):
-    first = service.store.signing_key().kid
-    second = service.store.rotate().kid
-    response = service.get("/.well-known/jwks.json")
+def test_jwks_endpoint_publishes_every_live_key(svc):
+    first = svc.store.signing_key().kid
+    second = svc.store.rotate().kid
+    response = svc.get("/.well-known/jwks.json")
     assert response.status == 200
     published = response.body["keys"]
     assert [k["kid"] for k in published] == [second, first]
@@ -406,32 +406,32 @@ def test_jwks_endpoint_publishes_every_live_key(service):
 # -- missing, malformed and forged tokens --------------------------------------------------------
 
 
-def test_missing_token_gets_a_bare_bearer_challenge(service):
-    response = service.call(headers={})
+def test_missing_token_gets_a_bare_bearer_challenge(svc):
+    response = svc.call(headers={})
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == f'Bearer realm="{NAME}"'
     assert response.body["title"] == "Unauthorized"
-    assert service.handled == []
+    assert svc.handled == []
 
 
-def test_other_authorization_scheme_counts_as_missing(service):
-    response = service.call(headers={"Authorization": "Basic dXNlcjpwYXNz"})
+def test_other_authorization_scheme_counts_as_missing(svc):
+    response = svc.call(headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert response.status == 401
     assert "error=" not in response.headers["WWW-Authenticate"]
-    assert service.handled == []
+    assert svc.handled == []
 
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer ", "Bearer a b", "Bearer \t"])
-def test_malformed_authorization_header_is_refused(service, value):
-    assert_refused(service, service.call(headers={"Authorization": value}))
+def test_malformed_authorization_header_is_refused(svc, value):
+    assert_refused(svc, svc.call(headers={"Authorization": value}))
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 @pytest.mark.parametrize("signature", ["", "c2lnbmF0dXJl"])
-def test_alg_none_is_refused(service, alg, signature):
-    kid = service.store.signing_key().kid
+def test_alg_none_is_refused(svc, alg, signature):
+    kid = svc.store.signing_key().kid
     token = f"{b64({'alg': alg, 'kid': kid, 'typ': 'JWT'})}.{b64(claims())}.{signature}"
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
 def _public_key_secrets(store) -> list[bytes]:
@@ -449,65 +449,65 @@ def _public_key_secrets(store) -> list[bytes]:
 
 @pytest.mark.parametrize("secret_index", range(4))
 @pytest.mark.parametrize("alg", ["HS256", "HS512"])
-def test_hmac_signed_with_the_public_key_is_refused(service, secret_index, alg):
+def test_hmac_signed_with_the_public_key_is_refused(svc, secret_index, alg):
     """The classic key-confusion attack: the public key (known to all) used as an HMAC secret."""
-    secret = _public_key_secrets(service.store)[secret_index]
-    kid = service.store.signing_key().kid
+    secret = _public_key_secrets(svc.store)[secret_index]
+    kid = svc.store.signing_key().kid
     signing_input = f"{b64({'alg': alg, 'kid': kid, 'typ': 'JWT'})}.{b64(claims())}"
     digest = hashlib.sha256 if alg == "HS256" else hashlib.sha512
     signature = b64(hmac.new(secret, signing_input.encode(), digest).digest())
-    assert_refused(service, service.call(f"{signing_input}.{signature}"))
+    assert_refused(svc, svc.call(f"{signing_input}.{signature}"))
 
 
-def test_stripped_signature_is_refused(service):
-    header, payload, _ = service.mint(READ).split(".")
-    assert_refused(service, service.call(f"{header}.{payload}."))
-    assert_refused(service, service.call(f"{header}.{payload}"))
+def test_stripped_signature_is_refused(svc):
+    header, payload, _ = svc.mint(READ).split(".")
+    assert_refused(svc, svc.call(f"{header}.{payload}."))
+    assert_refused(svc, svc.call(f"{header}.{payload}"))
 
 
-def test_payload_spliced_from_another_token_is_refused(service):
-    reader = service.mint(READ).split(".")
-    admin = sign(service.store, claims(scope="probe:read probe:admin", sub="admin")).split(".")
-    assert_refused(service, service.call(f"{reader[0]}.{admin[1]}.{reader[2]}"))
-    assert_refused(service, service.call(f"{admin[0]}.{reader[1]}.{admin[2]}"))
+def test_payload_spliced_from_another_token_is_refused(svc):
+    reader = svc.mint(READ).split(".")
+    admin = sign(svc.store, claims(scope="probe:read probe:admin", sub="admin")).split(".")
+    assert_refused(svc, svc.call(f"{reader[0]}.{admin[1]}.{reader[2]}"))
+    assert_refused(svc, svc.call(f"{admin[0]}.{reader[1]}.{admin[2]}"))
 
 
-def test_payload_edited_after_signing_is_refused(service):
-    header, payload, signature = service.mint(READ).split(".")
+def test_payload_edited_after_signing_is_refused(svc):
+    header, payload, signature = svc.mint(READ).split(".")
     data = json.loads(base64.urlsafe_b64decode(payload + "=="))
     data["sub"] = "admin"
-    assert_refused(service, service.call(f"{header}.{b64(data)}.{signature}"))
+    assert_refused(svc, svc.call(f"{header}.{b64(data)}.{signature}"))
 
 
-def test_token_signed_by_an_unknown_key_with_a_known_kid_is_refused(service):
+def test_token_signed_by_an_unknown_key_with_a_known_kid_is_refused(svc):
     attacker = ed25519.Ed25519PrivateKey.generate()
-    kid = service.store.signing_key().kid
+    kid = svc.store.signing_key().kid
     token = jwt.encode(claims(), attacker, algorithm="EdDSA", headers={"kid": kid})
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_expired_token_beyond_the_leeway_is_refused(service):
-    token = sign(service.store, claims(exp=int(time.time()) - 31 - 2))
-    response = service.call(token)
-    assert_refused(service, response)
+def test_expired_token_beyond_the_leeway_is_refused(svc):
+    token = sign(svc.store, claims(exp=int(time.time()) - 31 - 2))
+    response = svc.call(token)
+    assert_refused(svc, response)
     assert "expired" in response.body["detail"]
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
-def test_token_from_the_future_is_refused(service, claim):
-    token = sign(service.store, claims(**{claim: int(time.time()) + 120}))
-    assert_refused(service, service.call(token))
+def test_token_from_the_future_is_refused(svc, claim):
+    token = sign(svc.store, claims(**{claim: int(time.time()) + 120}))
+    assert_refused(svc, svc.call(token))
 
 
 @pytest.mark.parametrize("claim", ["exp", "iss", "aud", "iat", "sub"])
-def test_token_missing_a_required_claim_is_refused(service, claim):
-    response = service.call(sign(service.store, claims(**{claim: ...})))
-    assert_refused(service, response)
+def test_token_missing_a_required_claim_is_refused(svc, claim):
+    response = svc.call(sign(svc.store, claims(**{claim: ...})))
+    assert_refused(svc, response)
 
 
 @pytest.mark.parametrize("value", ["9999999999", True, None, [1], {"t": 1}])
-def test_expiry_that_is_not_a_number_is_refused(service, value):
-    assert_refused(service, service.call(sign(service.store, claims(exp=value))))
+def test_expiry_that_is_not_a_number_is_refused(svc, value):
+    assert_refused(svc, svc.call(sign(svc.store, claims(exp=value))))
 
 
 @pytest.mark.parametrize(
@@ -523,48 +523,48 @@ def test_expiry_that_is_not_a_number_is_refused(service, value):
         "https://" + NAME,
     ],
 )
-def test_untrusted_or_prefix_matching_issuer_is_refused(service, issuer):
+def test_untrusted_or_prefix_matching_issuer_is_refused(svc, issuer):
     # Signed with this service's own key: only the issuer name is wrong.
-    assert_refused(service, service.call(sign(service.store, claims(iss=issuer))))
+    assert_refused(svc, svc.call(sign(svc.store, claims(iss=issuer))))
 
 
 @pytest.mark.parametrize(
     "audience", ["another-service", NAME[:-1], NAME + "-admin", "", [PEER], []]
 )
-def test_token_for_another_audience_is_refused(service, audience):
-    assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
+def test_token_for_another_audience_is_refused(svc, audience):
+    assert_refused(svc, svc.call(sign(svc.store, claims(aud=audience))))
 
 
 @pytest.mark.parametrize("audience", [42, {NAME: True}, [1, NAME], True])
-def test_audience_that_is_not_a_string_or_list_of_strings_is_refused(service, audience):
-    assert_refused(service, service.call(sign(service.store, claims(aud=audience))))
+def test_audience_that_is_not_a_string_or_list_of_strings_is_refused(svc, audience):
+    assert_refused(svc, svc.call(sign(svc.store, claims(aud=audience))))
 
 
-def test_token_from_a_trusted_peer_for_another_audience_is_refused(service, peer):
+def test_token_from_a_trusted_peer_for_another_audience_is_refused(svc, peer):
     token = sign(peer, claims(iss=PEER, aud=PEER))
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_peer_cannot_issue_tokens_in_this_service_name(service, peer):
+def test_peer_cannot_issue_tokens_in_this_service_name(svc, peer):
     # The peer's key is trusted only for the peer's issuer.
-    assert_refused(service, service.call(sign(peer, claims(iss=NAME))))
+    assert_refused(svc, svc.call(sign(peer, claims(iss=NAME))))
 
 
-def test_thousand_random_kids_cause_at_most_one_jwks_fetch(service, jwks_server):
+def test_thousand_random_kids_cause_at_most_one_jwks_fetch(svc, jwks_server):
     attacker = ed25519.Ed25519PrivateKey.generate()
     for _ in range(1000):
         token = jwt.encode(
             claims(iss=PEER), attacker, algorithm="EdDSA", headers={"kid": uuid.uuid4().hex}
         )
-        response = service.call(token)
+        response = svc.call(token)
         assert response.status == 401
     assert jwks_server.hits["/peer/jwks.json"] <= 1
-    assert service.handled == []
+    assert svc.handled == []
 
 
 @pytest.mark.parametrize("header_name", ["jku", "x5u", "jwk"])
 @pytest.mark.parametrize("issuer", [NAME, PEER])
-def test_key_location_headers_are_never_followed(service, jwks_server, header_name, issuer):
+def test_key_location_headers_are_never_followed(svc, jwks_server, header_name, issuer):
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     attacker_jwk = {**keys.public_jwk(attacker.public_key()), "kid": "attacker", "alg": "RS256"}
     jwks_server.documents["/attacker/jwks.json"] = {"keys": [attacker_jwk]}
@@ -576,36 +576,36 @@ def test_key_location_headers_are_never_followed(service, jwks_server, header_na
             algorithm="RS256",
             headers={"kid": kid, header_name: value},
         )
-        assert_refused(service, service.call(token))
+        assert_refused(svc, svc.call(token))
     assert jwks_server.hits["/attacker/jwks.json"] == 0
 
 
-def test_x5c_certificate_chain_header_is_not_trusted(service):
+def test_x5c_certificate_chain_header_is_not_trusted(svc):
     attacker = ed25519.Ed25519PrivateKey.generate()
     token = jwt.encode(claims(), attacker, algorithm="EdDSA", headers={"x5c": ["MIIB"], "kid": "x"})
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_symmetric_key_in_a_peer_jwks_is_never_used(service, jwks_server):
+def test_symmetric_key_in_a_peer_jwks_is_never_used(svc, jwks_server):
     secret = b"shared-secret-known-to-the-attacker"
     jwks_server.documents["/peer/jwks.json"] = {
         "keys": [{"kty": "oct", "k": b64(secret), "kid": "oct", "alg": "HS256"}]
     }
     token = jwt.encode(claims(iss=PEER), secret, algorithm="HS256", headers={"kid": "oct"})
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_weak_rsa_key_in_a_peer_jwks_is_never_used(service, jwks_server):
+def test_weak_rsa_key_in_a_peer_jwks_is_never_used(svc, jwks_server):
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     jwks_server.documents["/peer/jwks.json"] = {
         "keys": [{**keys.public_jwk(weak.public_key()), "kid": "weak"}]
     }
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
         token = jwt.encode(claims(iss=PEER), weak, algorithm="RS256", headers={"kid": "weak"})
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_key_published_with_its_private_part_is_never_used(service, peer, jwks_server):
+def test_key_published_with_its_private_part_is_never_used(svc, peer, jwks_server):
     # A peer that leaks its private key in its JWKS has lost it: its tokens must not verify.
     private = peer.signing_key().private_key
     numbers = private.private_bytes(
@@ -613,7 +613,7 @@ def test_key_published_with_its_private_part_is_never_used(service, peer, jwks_s
     )
     leaked = {**peer.jwks()["keys"][0], "d": b64(numbers)}
     jwks_server.documents["/peer/jwks.json"] = {"keys": [leaked]}
-    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+    assert_refused(svc, svc.call(sign(peer, claims(iss=PEER))))
 
 
 @pytest.mark.parametrize(
@@ -627,18 +627,18 @@ def test_key_published_with_its_private_part_is_never_used(service, peer, jwks_s
         None,  # the path answers 404
     ],
 )
-def test_broken_peer_jwks_refuses_the_token_without_a_500(service, peer, jwks_server, document):
+def test_broken_peer_jwks_refuses_the_token_without_a_500(svc, peer, jwks_server, document):
     if document is None:
         del jwks_server.documents["/peer/jwks.json"]
     else:
         jwks_server.documents["/peer/jwks.json"] = document
-    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+    assert_refused(svc, svc.call(sign(peer, claims(iss=PEER))))
 
 
-def test_redirect_of_the_jwks_url_is_not_followed(service, peer, jwks_server):
+def test_redirect_of_the_jwks_url_is_not_followed(svc, peer, jwks_server):
     jwks_server.documents["/elsewhere/jwks.json"] = peer.jwks()
     jwks_server.redirects["/peer/jwks.json"] = jwks_server.url("/elsewhere/jwks.json")
-    assert_refused(service, service.call(sign(peer, claims(iss=PEER))))
+    assert_refused(svc, svc.call(sign(peer, claims(iss=PEER))))
     assert jwks_server.hits["/elsewhere/jwks.json"] == 0
 
 
@@ -664,16 +664,16 @@ def test_unreachable_peer_is_401_and_known_keys_keep_working(
     assert_refused(svc, svc.call(sign(other, claims(iss=PEER))))
 
 
-def test_rsa_key_cannot_be_used_with_another_rsa_algorithm_than_pinned(service):
-    service.store.rotate("RS256")
-    key = service.store.signing_key()
+def test_rsa_key_cannot_be_used_with_another_rsa_algorithm_than_pinned(svc):
+    svc.store.rotate("RS256")
+    key = svc.store.signing_key()
     token = jwt.encode(claims(), key.private_key, algorithm="PS256", headers={"kid": key.kid})
-    assert_refused(service, service.call(token))
+    assert_refused(svc, svc.call(token))
 
 
-def test_insufficient_scope_is_403_naming_the_scope(service):
-    response = service.call(sign(service.store, claims(scope="probe:readx probe:write")))
-    assert_refused(service, response, status=403)
+def test_insufficient_scope_is_403_naming_the_scope(svc):
+    response = svc.call(sign(svc.store, claims(scope="probe:readx probe:write")))
+    assert_refused(svc, response, status=403)
     challenge = response.headers["WWW-Authenticate"]
     assert 'error="insufficient_scope"' in challenge and 'scope="probe:read"' in challenge
     assert response.body["title"] == "Forbidden"
@@ -691,18 +691,18 @@ def test_insufficient_scope_is_403_naming_the_scope(service):
         {"scope": ..., "scp": ["probe:read probe:write"]},
     ],
 )
-def test_scopes_match_exactly(service, scope_claims):
-    assert_refused(service, service.call(sign(service.store, claims(**scope_claims))), status=403)
+def test_scopes_match_exactly(svc, scope_claims):
+    assert_refused(svc, svc.call(sign(svc.store, claims(**scope_claims))), status=403)
 
 
 @pytest.mark.parametrize("scope", [["probe:read"], {"probe:read": True}, 7])
-def test_scope_claim_of_the_wrong_type_is_refused(service, scope):
-    assert_refused(service, service.call(sign(service.store, claims(scope=scope))))
+def test_scope_claim_of_the_wrong_type_is_refused(svc, scope):
+    assert_refused(svc, svc.call(sign(svc.store, claims(scope=scope))))
 
 
 @pytest.mark.parametrize("typ", ["logout+jwt", "dpop+jwt", "secevent+jwt", 5])
-def test_token_of_another_type_is_refused(service, typ):
-    assert_refused(service, service.call(sign(service.store, claims(), typ=typ)))
+def test_token_of_another_type_is_refused(svc, typ):
+    assert_refused(svc, svc.call(sign(svc.store, claims(), typ=typ)))
 
 
 @pytest.mark.parametrize(
@@ -725,28 +725,28 @@ def test_token_of_another_type_is_refused(service, typ):
         "\u00e9" + b64({"alg": "EdDSA"}) + "." + b64(claims()) + ".c2ln",
     ],
 )
-def test_malformed_token_is_401_never_500(service, token):
-    assert_refused(service, service.call(token))
+def test_malformed_token_is_401_never_500(svc, token):
+    assert_refused(svc, svc.call(token))
 
 
-def test_token_of_10_kb_is_refused_before_parsing(service):
+def test_token_of_10_kb_is_refused_before_parsing(svc):
     padding = "x" * 10_000
-    token = sign(service.store, claims(padding=padding))
+    token = sign(svc.store, claims(padding=padding))
     started = time.perf_counter()
-    response = service.call(token)
-    assert_refused(service, response)
+    response = svc.call(token)
+    assert_refused(svc, response)
     assert "longer than" in response.body["detail"]
     assert time.perf_counter() - started < 1
 
 
-def test_verifier_refuses_a_long_token_whatever_the_transport(service):
+def test_verifier_refuses_a_long_token_whatever_the_transport(svc):
     with pytest.raises(auth.InvalidToken, match="longer than"):
-        service.verifier.verify("a" * (auth.MAX_TOKEN_LENGTH + 1))
+        svc.verifier.verify("a" * (auth.MAX_TOKEN_LENGTH + 1))
 
 
-def test_problem_details_never_echo_unsafe_characters_into_the_challenge(service):
-    response = service.call(sign(service.store, claims(iss='evil" , error="none\\')))
-    assert_refused(service, response)
+def test_problem_details_never_echo_unsafe_characters_into_the_challenge(svc):
+    response = svc.call(sign(svc.store, claims(iss='evil" , error="none\\')))
+    assert_refused(svc, response)
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.count('"') % 2 == 0 and "\\" not in challenge
 
@@ -754,25 +754,25 @@ def test_problem_details_never_echo_unsafe_characters_into_the_challenge(service
 # -- over real HTTP ------------------------------------------------------------------------------
 
 
-def test_attacks_over_real_http_are_refused(service, peer):
-    with service.serve() as http:
-        assert http.call(service.mint(READ)).status == 200
+def test_attacks_over_real_http_are_refused(svc, peer):
+    with svc.serve() as http:
+        assert http.call(svc.mint(READ)).status == 200
         assert http.call(sign(peer, claims(iss=PEER))).status == 200
         refused = [
             http.call(None),
             http.call(f"{b64({'alg': 'none'})}.{b64(claims())}."),
-            http.call(sign(service.store, claims(aud="another-service"))),
-            http.call(sign(service.store, claims(exp=int(time.time()) - 120))),
+            http.call(sign(svc.store, claims(aud="another-service"))),
+            http.call(sign(svc.store, claims(exp=int(time.time()) - 120))),
             http.call("x" * 12_000),
         ]
         assert [r.status for r in refused] == [401] * 5
         assert all(r.headers["WWW-Authenticate"].startswith("Bearer") for r in refused)
-        forbidden = http.call(sign(service.store, claims(scope="probe:readx")))
+        forbidden = http.call(sign(svc.store, claims(scope="probe:readx")))
         assert forbidden.status == 403
         assert forbidden.headers["Content-Type"] == "application/problem+json"
         public = http.get("/.well-known/jwks.json")
         assert public.status == 200 and public.body["keys"]
-    assert len(service.handled) == 2
+    assert len(svc.handled) == 2
 
 
 # -- settings --------------------------------------------------------------------------------------
@@ -860,54 +860,54 @@ def test_auth_settings_are_validated(name, value):
 # -- the cache of verified tokens ----------------------------------------------------------------
 
 
-def counting_verifications(service: TestService) -> list[str]:
-    """The tokens `service` verifies from scratch from now on (cache misses), in order."""
+def counting_verifications(svc: TestService) -> list[str]:
+    """The tokens `svc` verifies from scratch from now on (cache misses), in order."""
     verified: list[str] = []
-    verify = service.verifier._verify
+    verify = svc.verifier._verify
 
     def counted(token: str):
         verified.append(token)
         return verify(token)
 
-    service.verifier._verify = counted
+    svc.verifier._verify = counted
     return verified
 
 
-def test_a_token_is_verified_once_and_then_served_from_the_cache(service):
-    token = service.mint(READ)
-    verified = counting_verifications(service)
+def test_a_token_is_verified_once_and_then_served_from_the_cache(svc):
+    token = svc.mint(READ)
+    verified = counting_verifications(svc)
     for _ in range(5):
-        assert service.call(token).status == 200
+        assert svc.call(token).status == 200
     assert verified == [token]
 
 
-def test_the_cache_forgets_a_token_after_its_time(service):
-    token = service.mint(READ)
-    verified = counting_verifications(service)
-    assert service.call(token).status == 200
+def test_the_cache_forgets_a_token_after_its_time(svc):
+    token = svc.mint(READ)
+    verified = counting_verifications(svc)
+    assert svc.call(token).status == 200
     now = time.time()
-    service.verifier.clock = lambda: now + auth.TOKEN_CACHE_SECONDS + 1
-    assert service.call(token).status == 200
+    svc.verifier.clock = lambda: now + auth.TOKEN_CACHE_SECONDS + 1
+    assert svc.call(token).status == 200
     assert verified == [token, token]
 
 
-def test_the_cache_never_serves_a_token_past_its_expiry(service):
-    token = sign(service.store, claims(exp=int(time.time()) + 5))
-    verified = counting_verifications(service)
-    assert service.call(token).status == 200
-    service.verifier.clock = lambda: time.time() + 6  # past exp, well within the cache time
-    assert service.call(token).status == 200  # verified again (PyJWT's clock: still valid)
+def test_the_cache_never_serves_a_token_past_its_expiry(svc):
+    token = sign(svc.store, claims(exp=int(time.time()) + 5))
+    verified = counting_verifications(svc)
+    assert svc.call(token).status == 200
+    svc.verifier.clock = lambda: time.time() + 6  # past exp, well within the cache time
+    assert svc.call(token).status == 200  # verified again (PyJWT's clock: still valid)
     assert verified == [token, token]
 
 
-def test_retiring_a_key_stops_its_cached_tokens_at_once(service):
-    token = service.mint(READ)
-    assert service.call(token).status == 200
-    old_kid = service.store.signing_key().kid
-    service.store.rotate()
-    service.store.retire(old_kid)
-    service.handled.clear()
-    assert_refused(service, service.call(token))
+def test_retiring_a_key_stops_its_cached_tokens_at_once(svc):
+    token = svc.mint(READ)
+    assert svc.call(token).status == 200
+    old_kid = svc.store.signing_key().kid
+    svc.store.rotate()
+    svc.store.retire(old_kid)
+    svc.handled.clear()
+    assert_refused(svc, svc.call(token))
 
 
 def test_the_cache_is_bounded_and_drops_the_least_recently_used(make_service):
@@ -919,16 +919,16 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used(make_service):
     assert list(svc.verifier._verified) == [first, third]
 
 
-def test_refused_tokens_are_not_cached(service):
-    token = sign(service.store, claims(aud="someone-else"))
+def test_refused_tokens_are_not_cached(svc):
+    token = sign(svc.store, claims(aud="someone-else"))
     for _ in range(2):
-        assert_refused(service, service.call(token))
-    assert token not in service.verifier._verified
+        assert_refused(svc, svc.call(token))
+    assert token not in svc.verifier._verified
 
 
-def test_a_handler_editing_its_identity_does_not_change_the_next_request(service):
-    token = service.mint(READ)
-    assert service.call(token).status == 200
-    service.handled[0].claims["sub"] = "someone else"
-    assert service.call(token).status == 200
-    assert service.handled[1].claims["sub"] == "tester"
+def test_a_handler_editing_its_identity_does_not_change_the_next_request(svc):
+    token = svc.mint(READ)
+    assert svc.call(token).status == 200
+    svc.handled[0].claims["sub"] = "someone else"
+    assert svc.call(token).status == 200
+    assert svc.handled[1].claims["sub"] == "tester"

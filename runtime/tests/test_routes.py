@@ -8,6 +8,7 @@ import decimal
 import uuid
 
 from jsonschema import Draft202012Validator
+
 from shoestring_runtime.jsonbody import Refused
 from shoestring_runtime.routes import coerce
 from shoestring_runtime.schemas import to_jsonable, validation_errors

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from shoestring_runtime import outbox, queue
 from shoestring_runtime.claim import SKIP_LOCKED
 from shoestring_runtime.db import Database

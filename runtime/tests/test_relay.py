@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import fresh_database, peer_issuers, settings_for
-from messaging_helpers import TRACEPARENT, clean_tables, rows
-from peer_servers import Reply, ScriptedPeer, free_port, serve
+
 from shoestring_runtime import inbox, outbox
 from shoestring_runtime.breaker import CLOSED, OPEN, BreakerStore
 from shoestring_runtime.db import Database
@@ -25,10 +23,12 @@ from shoestring_runtime.events import Catalog
 from shoestring_runtime.migrate import migrate
 from shoestring_runtime.peers import Connector
 from shoestring_runtime.relay import PeerTransport, destinations
+from shoestring_runtime.testing import fresh_database, peer_issuers
 from shoestring_runtime.worker import Worker
 
-from payments import SERVICE
-from payments.app import create_app
+from .messaging_helpers import TRACEPARENT, clean_tables, rows
+from .peer_servers import Reply, ScriptedPeer, free_port, serve
+from .shop import SERVICE, create_app, settings_for
 
 PEER = "peer_a"
 ISSUER = "testsvc"  # the sender: a delivery token names its issuer as its subject
@@ -68,8 +68,8 @@ LOG = logging.getLogger("test.relay")
 
 
 @pytest.fixture(scope="module")
-def receiver_db(tmp_path_factory) -> Iterator[Database]:
-    with fresh_database(tmp_path_factory.mktemp("receiver")) as url:
+def receiver_db(tmp_path_factory, database_server) -> Iterator[Database]:
+    with fresh_database(tmp_path_factory.mktemp("receiver"), database_server) as url:
         database = Database(url)
         migrate(database, SERVICE.root)
         yield database

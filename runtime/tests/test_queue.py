@@ -9,7 +9,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from messaging_helpers import (
+
+from shoestring_runtime import claim as claims
+from shoestring_runtime import housekeeping, outbox, queue
+from shoestring_runtime.claim import QUEUE, RetryPolicy
+from shoestring_runtime.events import MessageError, envelope
+
+from .messaging_helpers import (
     CLAIM_METHODS,
     PING,
     TRACEPARENT,
@@ -20,12 +26,7 @@ from messaging_helpers import (
     enqueue,
     rows,
 )
-from shoestring_runtime import claim as claims
-from shoestring_runtime import housekeeping, outbox, queue
-from shoestring_runtime.claim import QUEUE, RetryPolicy
-from shoestring_runtime.events import MessageError, envelope
-
-from {{ package }} import SERVICE
+from .shop import SERVICE
 
 
 @pytest.fixture
@@ -213,6 +214,7 @@ def test_done_rows_are_purged_after_retention_in_batches(mdb):
 def test_quick_schema_check_agrees_with_jsonschema():
     """The worker's quick validity check never says yes where jsonschema says no."""
     from jsonschema import Draft202012Validator
+
     from shoestring_runtime.events import compile_check
 
     uuid_ = "3fa85f64-5717-4562-b3fc-2c963f66afa6"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import settings_for
-
-from {{ package }}.app import create_app
+from .shop import create_app, settings_for
 
 
 def test_livez_passes_without_touching_anything(client):

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import bearer, peer_issuers, settings_for
-from messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
-from messaging_helpers import make_worker as worker_for
+
 from shoestring_runtime import inbox
 from shoestring_runtime.events import envelope
 from shoestring_runtime.keys import KeyStore, mint_token
+from shoestring_runtime.testing import peer_issuers
 
-from orders import SERVICE
-from orders.app import create_app
+from .messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
+from .messaging_helpers import make_worker as worker_for
+from .shop import SERVICE, bearer, create_app, settings_for
 
 BATCH = {"Content-Type": inbox.BATCH_CONTENT_TYPE}
 

@@ -13,7 +13,7 @@ import re
 from shoestring_runtime.docs import CONTENT_SECURITY_POLICY, render
 from shoestring_runtime.schemas import endpoints
 
-from payments import SERVICE
+from .shop import SERVICE
 
 DOCUMENT = json.loads((SERVICE.generated_dir / "openapi.json").read_text(encoding="utf-8"))
 ENDPOINTS = endpoints(SERVICE.model)

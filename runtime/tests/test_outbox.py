@@ -7,7 +7,14 @@ import logging
 import uuid
 
 import pytest
-from messaging_helpers import (
+
+from shoestring_runtime import outbox
+from shoestring_runtime.claim import RetryPolicy
+from shoestring_runtime.context import Context
+from shoestring_runtime.events import InvalidMessage, UnknownMessage
+from shoestring_runtime.examples import example_for
+
+from .messaging_helpers import (
     CLAIM_METHODS,
     TRACEPARENT,
     catalog,
@@ -17,13 +24,7 @@ from messaging_helpers import (
     make_worker,
     rows,
 )
-from shoestring_runtime import outbox
-from shoestring_runtime.claim import RetryPolicy
-from shoestring_runtime.context import Context
-from shoestring_runtime.events import InvalidMessage, UnknownMessage
-from shoestring_runtime.examples import example_for
-
-from orders import SERVICE
+from .shop import SERVICE
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import threading
 import uuid
 
 import pytest
+
 from shoestring_runtime.db import Database, retry_on_deadlock, utcnow
 from shoestring_runtime.migrate import migrate
 
-from orders import SERVICE
+from .shop import SERVICE
 
 
 @pytest.fixture
@@ -44,19 +45,21 @@ def test_a_transaction_commits_when_the_block_ends(things):
 
 
 def test_a_transaction_rolls_back_when_the_block_raises(things):
-    with pytest.raises(ZeroDivisionError):
-        with things.transaction() as conn:
-            conn.execute("UPDATE things SET n = 99 WHERE name = 'a'")
-            raise ZeroDivisionError("a failure after the write")
+    with pytest.raises(ZeroDivisionError), things.transaction() as conn:
+        conn.execute("UPDATE things SET n = 99 WHERE name = 'a'")
+        raise ZeroDivisionError("a failure after the write")
     with things.transaction() as conn:
         assert conn.fetchvalue("SELECT n FROM things WHERE name = 'a'") == 1
 
 
 def test_a_nested_transaction_is_refused(things):
-    with things.transaction():
-        with pytest.raises(RuntimeError, match="already open"):
-            with things.transaction():
-                pass
+    # The second transaction opens inside the first, on the same thread.
+    with (
+        things.transaction(),
+        pytest.raises(RuntimeError, match="already open"),
+        things.transaction(),
+    ):
+        pass
 
 
 def test_datetimes_round_trip_as_naive_utc(things):
@@ -187,13 +190,12 @@ def test_a_batch_can_commit_and_then_the_transaction_takes_no_more_work(things):
 def test_a_failing_statement_stops_the_batch_before_its_commit(things):
     # The duplicate key fails the second statement: the third and the COMMIT never run, and
     # the first rolls back with the transaction.
-    with pytest.raises(Exception) as raised:
-        with things.transaction() as conn:
-            conn.batch([
-                ("UPDATE things SET n = 50 WHERE name = %s", ("a",)),
-                ("INSERT INTO things (name, n) VALUES (%s, %s)", ("b", 5)),
-                ("UPDATE things SET n = 60 WHERE name = %s", ("b",)),
-            ], commit=True)
+    with pytest.raises(Exception) as raised, things.transaction() as conn:
+        conn.batch([
+            ("UPDATE things SET n = 50 WHERE name = %s", ("a",)),
+            ("INSERT INTO things (name, n) VALUES (%s, %s)", ("b", 5)),
+            ("UPDATE things SET n = 60 WHERE name = %s", ("b",)),
+        ], commit=True)
     assert things.dialect.is_duplicate_key(raised.value)
     with things.transaction() as conn:
         assert conn.fetchall("SELECT name, n FROM things ORDER BY name") == [
@@ -249,14 +251,16 @@ def test_text_mysql_reads_as_two_statements_is_refused(things):
     ]
     for sql, params in attempts:
         if things.dialect.name == "mysql":
-            with pytest.raises(ValueError, match="one SQL statement|placeholder"):
-                with things.transaction() as conn:
-                    conn.fetchall(sql, params)
+            with (
+                pytest.raises(ValueError, match="one SQL statement|placeholder"),
+                things.transaction() as conn,
+            ):
+                conn.fetchall(sql, params)
         else:  # SQLite runs one statement per call by itself: a syntax error at most
             try:
                 with things.transaction() as conn:
                     conn.fetchall(sql, params)
-            except Exception:  # what matters is the row count below
+            except Exception:  # noqa: BLE001, S110 - what matters is the row count below
                 pass
         with things.transaction() as conn:
             assert conn.fetchvalue("SELECT COUNT(*) AS n FROM things") == 2
@@ -328,7 +332,7 @@ def test_retry_on_deadlock_runs_the_loser_again(things):
 
         try:
             retry_on_deadlock(work, things.dialect, attempts=5)
-        except BaseException as exc:  # reported below, not lost in the thread
+        except BaseException as exc:  # noqa: BLE001 - reported below, not lost in the thread
             errors.append(exc)
 
     threads = [
@@ -400,9 +404,8 @@ def test_a_connection_lost_mid_transaction_is_not_reused(fresh_database_url):
         pytest.skip("MySQL/MariaDB only: SQLite has no server to drop the connection")
     db = Database(fresh_database_url, ping_after_idle_seconds=3600)  # no ping: the query fails
     kill_connection_of(db)
-    with pytest.raises(Exception) as raised:
-        with db.transaction() as conn:
-            conn.fetchvalue("SELECT 1")
+    with pytest.raises(Exception) as raised, db.transaction() as conn:
+        conn.fetchvalue("SELECT 1")
     assert db.dialect.is_connection_lost(raised.value)
     with db.transaction() as conn:  # a new connection
         assert conn.fetchvalue("SELECT 1") == 1

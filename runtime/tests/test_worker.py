@@ -8,7 +8,12 @@ import threading
 import time
 
 import pytest
-from messaging_helpers import (
+
+from shoestring_runtime import deadletters, queue
+from shoestring_runtime.claim import OUTBOX, QUEUE
+from shoestring_runtime.events import envelope
+
+from .messaging_helpers import (
     CLAIM_METHODS,
     TRACEPARENT,
     catalog,
@@ -20,9 +25,6 @@ from messaging_helpers import (
     record_effect,
     rows,
 )
-from shoestring_runtime import deadletters, queue
-from shoestring_runtime.claim import OUTBOX, QUEUE
-from shoestring_runtime.events import envelope
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-from conftest import service_environment
+
 from shoestring_runtime.breaker import (
     CLOSED,
     HALF_OPEN,
@@ -21,6 +20,8 @@ from shoestring_runtime.breaker import (
     BreakerPolicy,
     BreakerStore,
 )
+
+from .shop import SERVICE, service_environment
 
 FAST = BreakerPolicy(failure_threshold=3, open_seconds=0.3, max_open_seconds=1.0, trial_seconds=1)
 
@@ -181,9 +182,10 @@ def test_the_breakers_command_lists_them_and_closes_one_by_hand(settings, breake
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "payments", "breakers", *args],
-            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+            [sys.executable, "-m", SERVICE.package, "breakers", *args],
+            cwd=SERVICE.root, capture_output=True, text=True,
             env={**os.environ, **service_environment(settings.database_url)}, timeout=60,
+            check=False,
         )
 
     listed = run()

@@ -204,7 +204,7 @@ def _git_problems(root: Path) -> list[str]:
             f"`git init && {commit}` in {root}, then the upgrade again")
         ]
     status = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all", "--", "."],
+        ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=all", "--", "."],
         cwd=root, capture_output=True, text=True, check=True,
     ).stdout
     if status.strip():

@@ -34,6 +34,7 @@ from .new import DATABASES, NewServiceError, create_service
 from .render import SPEC_FILE
 from .spec import LoadResult, load_spec, schema_text
 from .system import System, check_system, load_system
+from .upgrade import UpgradeError, upgrade_service
 from .vendor import VENDOR_DIR, VendorError, pinned_runtime, vendor_runtime
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
@@ -253,6 +254,66 @@ def generate(
             return
         _echo_warnings(plan)
         apply_plan(plan)
+    if vendor_runtime:
+        _vendor_runtime_or_exit(directory)
+
+
+@main.command()
+@click.argument(
+    "directory", default=".", type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+@click.option("--vendor-runtime", is_flag=True, help=_VENDOR_RUNTIME_HELP)
+def upgrade(directory: Path, vendor_runtime: bool) -> None:
+    """Move the service in DIRECTORY, made while the runtime was copied into services as
+    <package>/chassis/, to the runtime library (shoestring-runtime).
+
+    \b
+    Kept as they are: service.yaml, your handlers (only their imports of the chassis are
+    rewritten to shoestring_runtime, and listed), migrations/, .env, var/ and the database.
+    Replaced by today's template: the wiring (<package>/__init__.py, __main__.py, app.py is
+    created), passenger_wsgi.py, pyproject.toml, requirements*, .htaccess, deploy/, README.md,
+    .env.example, .gitignore, .copier-answers.yml (answers kept) and the template's tests/
+    (tests of your own are kept). Then generate runs, and <package>/chassis/ is removed.
+
+    \b
+    It refuses, changing nothing, when a file in <package>/chassis/ is not one the template
+    shipped (each is listed with its fix), or when DIRECTORY is not a git work tree without
+    uncommitted changes: review what it replaced with `git diff` afterwards. Then run
+    `python -m <package> migrate` (it adopts the chassis's migration records) and the tests.
+    A service without <package>/chassis/ is already upgraded: nothing to do.
+    """
+    try:
+        result = upgrade_service(directory)
+    except UpgradeError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"refusing to upgrade {directory}: nothing was changed", err=True)
+        sys.exit(1)
+    if result.already_upgraded:
+        click.echo(
+            f"nothing to do: {directory} is already upgraded (no {result.package}/chassis/); "
+            "template improvements come with `copier update`"
+        )
+    else:
+        for title, paths in (
+            ("rewrote chassis imports in", result.rewritten),
+            ("replaced with today's template", result.replaced),
+            ("created", result.created),
+            ("removed (no longer in the template)", result.removed),
+        ):
+            for path in paths:
+                click.echo(f"{title}: {path}")
+        assert result.generation is not None
+        for change in result.generation.changes:
+            click.echo(f"generate: {change.action} {change.path}")
+        _echo_warnings(result.generation)
+        click.echo(f"removed {result.package}/chassis/")
+        click.echo(
+            f"upgraded {directory} to shoestring-runtime: review `git diff` (your edits to "
+            f"replaced files show as removed lines), install the lock "
+            f"(pip install -r requirements-dev.txt), run `python -m {result.package} migrate` "
+            f"and the tests, then commit"
+        )
     if vendor_runtime:
         _vendor_runtime_or_exit(directory)
 

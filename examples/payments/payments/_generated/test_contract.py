@@ -25,7 +25,7 @@ SUBSCRIBED = ["order.created.v1"]
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_the_example_request_gets_a_response_valid_against_its_schema(contract, endpoint):
+def test_the_example_request_gets_a_response_fitting_its_schema(contract, endpoint):
     contract.example_request_gets_its_response(endpoint)
 
 

@@ -412,16 +412,22 @@ def _wrong_value(schema: dict[str, Any]) -> str | None:
 
 def _broken(schema: dict[str, Any]) -> tuple[Any, str]:
     """Data that breaks `schema` and the pointer of the field it breaks: its example without a
-    required field, or with a field nobody declared."""
+    required field, else with a value of the wrong type, else with a field the schema does not
+    allow. Skips when the schema accepts all three (a tolerant reader with optional fields)."""
     data = example_for(schema)
     if not isinstance(data, dict):
-        return {"no_such_field": 1}, ""
+        pytest.skip("the schema is not an object's: no field to break")
     required = schema.get("required", [])
     if required:
         del data[required[0]]
         return data, f"/{required[0]}"
-    data["no_such_field"] = 1
-    return data, "/no_such_field"
+    for field, field_schema in schema.get("properties", {}).items():
+        wrong = _wrong_value(field_schema) if isinstance(field_schema, dict) else None
+        if wrong is not None:
+            return {**data, field: wrong}, f"/{field}"
+    if schema.get("additionalProperties") is False:
+        return {**data, "no_such_field": 1}, "/no_such_field"
+    pytest.skip("the schema accepts any object: no field is required, typed or refused")
 
 
 def _another_request(endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -141,6 +141,11 @@ class _Files:
             f"{self.generated_dir}/converters.py": converters_module(spec, self._python_header()),
             # ctx.peers: typed clients of the peer endpoints the spec says this service calls.
             f"{self.generated_dir}/peers.py": peers_module(spec, self._python_header()),
+            # The contract tests: what the spec promises, checked on the running service.
+            f"{self.generated_dir}/conftest.py": self._template(
+                "generated_conftest.py.jinja", header=self._python_header()
+            ),
+            f"{self.generated_dir}/test_contract.py": self._contract_tests(),
         }
         for endpoint in spec.get("endpoints", []):
             name = endpoint["name"]
@@ -181,6 +186,48 @@ class _Files:
                 subscribers,
                 prefix="SUBSCRIBERS: dict[tuple[str, int], Callable[..., Any]] = ",
             ),
+        )
+
+    def _contract_tests(self) -> bytes:
+        """test_contract.py: one parametrized test per concern, over the endpoints and message
+        versions of the spec it applies to, each calling its check in shoestring_runtime.contract
+        (the `contract` fixture)."""
+        endpoints = list(self.spec.get("endpoints", []))
+        names = [endpoint["name"] for endpoint in endpoints]
+        with_body = [e["name"] for e in endpoints if e["method"].upper() not in _NO_BODY]
+        idempotent = [endpoint["name"] for endpoint in endpoints if endpoint.get("idempotent")]
+        published = [
+            f"{message}.v{number}"
+            for message, declared in sorted(self.spec.get("messages", {}).items())
+            for number in sorted(declared.get("versions", {}), key=int)
+        ]
+        subscribed = [
+            f"{subscription['message']}.v{subscription['version']}"
+            for subscription in self.spec.get("subscriptions", [])
+        ]
+        service = self.spec["service"]["name"]
+        docstring = _docstring(
+            f"The contract of {service}: what {SPEC_FILE} promises, checked on the running "
+            "service, on the database TEST_DATABASE_URL names (a SQLite file when unset).",
+            "Each test runs one check of shoestring_runtime.contract (the `contract` fixture) "
+            "for every endpoint or message version it applies to; the checks come with the "
+            "runtime, so a fix to them arrives as a runtime version. An endpoint with path "
+            "parameters may answer the example request 404, as a handler that finds no such row "
+            "does. Test what your handlers do in tests/ (tests/test_handlers.py shows how).",
+        )
+
+        def listed(name: str, values: list[str]) -> str:
+            return layout(values, prefix=f"{name} = ") if values else ""
+
+        return self._template(
+            "test_contract.py.jinja",
+            header=self._python_header(),
+            docstring=docstring,
+            endpoints=listed("ENDPOINTS", names),
+            with_body=listed("WITH_BODY", with_body),
+            idempotent=listed("IDEMPOTENT", idempotent),
+            published=listed("PUBLISHED", published),
+            subscribed=listed("SUBSCRIBED", subscribed),
         )
 
     def _schema(
@@ -259,6 +306,9 @@ class _Files:
     def _template(self, name: str, **context: Any) -> bytes:
         return _templates.get_template(name).render(**context).encode("utf-8")
 
+
+# The methods whose request is the query string (shoestring_runtime.schemas.Endpoint.has_body).
+_NO_BODY = ("GET", "DELETE", "HEAD")
 
 _OWNERSHIP = (
     "This module is yours: `shoestring generate` created it once and never touches it again."

@@ -330,3 +330,12 @@ def call(service: Service, client: FlaskClient) -> Callable[..., TestResponse]:
         )
 
     return send
+
+
+@pytest.fixture
+def contract(service: Service, app: Flask, settings: Settings) -> Any:
+    """The `Contract` of the service under test (shoestring_runtime.contract): the checks its
+    generated contract tests (`<package>/_generated/test_contract.py`) call, one per concern."""
+    from .contract import Contract  # it builds on this module's helpers
+
+    return Contract(service, app, settings)

@@ -1,6 +1,6 @@
 """Strict input in messages: a `date` or `date-time` must exist in a message received or
-published, as in a request (the service template's tests/test_strict_input.py proves the rest of
-strict input on every service's own endpoints)."""
+published, as in a request (test_strict_input.py proves the rest of
+strict input, on the shop's endpoints)."""
 
 from __future__ import annotations
 

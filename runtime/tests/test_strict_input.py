@@ -1,5 +1,7 @@
-"""Strict input: a request body is read exactly as the client meant it, or refused with a
-problem+json that says where and what to send instead, and never with a 500.
+"""Strict input, on the shop's endpoints (specs/shop.yaml; every service's generated contract
+tests check the 400, 413, 415 and 422 of its own): a request body is read exactly as the client
+meant it, or refused with a problem+json that says where and what to send instead, and never
+with a 500.
 
 - not JSON this service accepts (syntax, duplicate keys, NaN/Infinity, numbers beyond 64 bits,
   deep nesting, unpaired surrogates, not UTF-8): 400, `errors` pointing at each place;
@@ -8,7 +10,7 @@ problem+json that says where and what to send instead, and never with a 500.
 - a value the database refuses to store (strict mode: too long, out of range): 422 pointing at
   the request field it came from, or 500 without a traceback when the handler computed it;
 - the same rules in every place: a `date` or `date-time` must exist in a body, a query string, a
-  path (and in a message received or published: the runtime's own tests prove that); a number
+  path (and in a message received or published: test_strict_messages.py proves that); a number
   in a query string or a path has the bounds of a body's numbers (400); each refusal says what
   is true of it;
 - a body is required where the served OpenAPI document says so, and only there.
@@ -22,8 +24,9 @@ import secrets
 import uuid
 
 import pytest
-from conftest import bearer, new_address
 from jsonschema import Draft202012Validator
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
 from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.jsonbody import MAX_DEPTH, InvalidJSON, copy_json, loads
@@ -34,9 +37,9 @@ from shoestring_runtime.schemas import (
     validation_errors,
     validator_for,
 )
-from werkzeug.test import EnvironBuilder, run_wsgi_app
+from shoestring_runtime.testing import new_address
 
-from {{ package }} import SERVICE
+from .shop import SERVICE, bearer
 
 WITH_BODY = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.has_body]
 needs_body_endpoint = pytest.mark.skipif(not WITH_BODY, reason="no endpoint takes a JSON body")

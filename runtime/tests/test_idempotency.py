@@ -1,13 +1,14 @@
-"""Idempotency keys: every endpoint marked `idempotent: true` in service.yaml runs its handler
-once per Idempotency-Key and replays the stored response to retries.
+"""Idempotency keys: every endpoint of the shop (specs/shop.yaml) marked `idempotent: true`
+runs its handler once per Idempotency-Key and replays the stored response to retries.
 
 The handler is wrapped so that each run writes an audit row in its transaction: counting the
 rows counts the side effects that committed.
 
 A retry must come from the client that sent the key, and the spec's rate limit may rightly
 refuse it (one request per minute per client leaves no room for a retry): these tests lift the
-limits of the app they call (`lift_rate_limits`). test_ratelimit.py proves the limits, and that
-an idempotent request counts even when it is refused.
+limits of the app they call (`lift_rate_limits`). A service's tests prove its limits, and that an
+idempotent request counts even when it is refused; its generated contract tests check the
+replay, the 422 for another request and the 400 without a key on each idempotent endpoint.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import time
 import uuid
 
 import pytest
-from conftest import bearer, settings_for
+
 from shoestring_runtime import audit, idempotency, ratelimit
 from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.schemas import Endpoint, endpoints
 
-from payments import SERVICE
+from .shop import SERVICE, bearer, settings_for
 
 IDEMPOTENT = [endpoint for endpoint in endpoints(SERVICE.model) if endpoint.idempotent]
 pytestmark = pytest.mark.skipif(not IDEMPOTENT, reason="no endpoint of service.yaml is idempotent")

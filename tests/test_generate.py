@@ -122,7 +122,6 @@ def test_generate_writes_the_files_the_contract_lists(service: Path) -> None:
         "service.yaml",
         f"{GENERATED}/__init__.py",
         f"{GENERATED}/asyncapi.json",
-        f"{GENERATED}/conftest.py",
         f"{GENERATED}/converters.py",
         f"{GENERATED}/openapi.json",
         f"{GENERATED}/peers.py",

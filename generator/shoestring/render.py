@@ -141,10 +141,9 @@ class _Files:
             f"{self.generated_dir}/converters.py": converters_module(spec, self._python_header()),
             # ctx.peers: typed clients of the peer endpoints the spec says this service calls.
             f"{self.generated_dir}/peers.py": peers_module(spec, self._python_header()),
-            # The contract tests: what the spec promises, checked on the running service.
-            f"{self.generated_dir}/conftest.py": self._template(
-                "generated_conftest.py.jinja", header=self._python_header()
-            ),
+            # The contract tests: what the spec promises, checked on the running service (the
+            # fixtures come from the runtime's pytest plugin, which conftest.py at the service's
+            # root loads).
             f"{self.generated_dir}/test_contract.py": self._contract_tests(),
         }
         for endpoint in spec.get("endpoints", []):

@@ -26,7 +26,6 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import settings_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from shoestring_runtime import auth, keys
@@ -35,6 +34,7 @@ from shoestring_runtime.schemas import Endpoint
 from shoestring_runtime.settings import SettingsError
 from werkzeug.serving import make_server
 
+from conftest import settings_for
 from orders import SERVICE
 from orders.app import create_app
 

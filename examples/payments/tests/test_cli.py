@@ -11,11 +11,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import service_environment
 from shoestring_runtime.db import Database
 from shoestring_runtime.migrate import migrate, pending
 from shoestring_runtime.schemas import endpoints
 
+from conftest import service_environment
 from payments import SERVICE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,13 @@ import json
 import logging
 
 import pytest
-from conftest import client_of, request_headers
 from shoestring_runtime import Problem, audit
 from shoestring_runtime import create_app as create_runtime_app
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.logs import Throttle
 from shoestring_runtime.schemas import endpoints
 
+from conftest import client_of, request_headers
 from payments import SERVICE
 
 ENDPOINTS = endpoints(SERVICE.model)

@@ -9,12 +9,12 @@ own token subject and address), so tests never eat into each other's quota.
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, new_address, new_subject, request_headers
 from shoestring_runtime import ratelimit
 from shoestring_runtime.db import Database
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.schemas import Endpoint, endpoints
 
+from conftest import bearer, new_address, new_subject, request_headers
 from payments import SERVICE
 from payments.app import create_app
 

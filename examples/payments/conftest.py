@@ -1,5 +1,8 @@
-"""Fixtures: the runtime's pytest plugin (shoestring_runtime.testing) gives a real database,
-migrated, the app built on it, a client and tokens; this file tells it which service to test.
+"""What the tests of this service run on, wherever pytest starts in it: the runtime's pytest
+plugin (shoestring_runtime.testing: a real database, migrated, the app, a client, tokens), told
+which service it tests and how app.py builds the app. It serves the tests in tests/ and the
+contract tests in payments/_generated/, and binds the plugin's helpers to this service for
+the tests that import them (`from conftest import bearer`).
 
 TEST_DATABASE_URL chooses the database:
 
@@ -9,11 +12,11 @@ TEST_DATABASE_URL chooses the database:
   `TEST_DATABASE_URL=mysql://root@127.0.0.1:3306/test pytest`.
 """
 
-from __future__ import annotations
-
 import functools
+from collections.abc import Callable
 
 import pytest
+from flask import Flask
 from shoestring_runtime import Service, testing
 from shoestring_runtime.testing import (
     client_of,
@@ -24,20 +27,22 @@ from shoestring_runtime.testing import (
     peer_issuers,
 )
 
-from {{ package }} import SERVICE
-from {{ package }}.app import create_app
+from payments import SERVICE
+from payments.app import create_app
 
+# Only a conftest.py at the root of the tests may name plugins (pytest refuses it elsewhere).
 pytest_plugins = ["shoestring_runtime.testing"]
 
 
 @pytest.fixture(scope="session")
 def service() -> Service:
-    """The service the plugin's fixtures (`settings`, `db`, `app`, `client`, `call`...) test."""
+    """The service the plugin's fixtures (`settings`, `db`, `app`, `client`, `contract`...)
+    test."""
     return SERVICE
 
 
 @pytest.fixture(scope="session")
-def app_factory():
+def app_factory() -> Callable[..., Flask]:
     """How the plugin's `app` fixture builds the app: as app.py does, your routes included."""
     return create_app
 

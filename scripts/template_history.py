@@ -6,12 +6,13 @@ when every file there is one the template shipped, and it replaces the files the
 Both need the template's history, which an installed shoestring has no git repository to read:
 
 - "chassis": for every file ever under template/{{package}}/chassis/ (path relative to the
-  chassis), the sha256 of every version of it in the history of HEAD;
-- "template_files": every path ever under template/ outside the chassis, as the template names
-  it (`{{package}}/...`, `.jinja` suffixes), so that a service's test file can be told apart
-  from one the template once had.
+  chassis), the sha256 of every version of it until the last commit with a chassis;
+- "template_files": every path under template/ outside the chassis until then, as the template
+  names it (`{{package}}/...`, `.jinja` suffixes), so that a service's test file can be told
+  apart from one the template once had.
 
-The chassis is gone from the template, so the table only changes if the history does. Run from
+Services made after that commit have no chassis and never need `upgrade`: the history read ends
+there, so the table never changes. Run from
 the repository's root: `python scripts/template_history.py` writes the table,
 `--check` exits 1 when the committed table differs from the history.
 """
@@ -29,6 +30,8 @@ TABLE = REPO / "generator" / "shoestring" / "template_history.json"
 CHASSIS = "template/{{package}}/chassis/"
 TEMPLATE = "template/"
 NO_BLOB = "0" * 40
+# The last commit whose template copied the chassis into services (500bad8).
+LAST_CHASSIS_COMMIT = "500bad83ea81222b254473c591f93183c898d6fd"
 
 
 def git(*args: str, stdin: bytes | None = None) -> bytes:
@@ -38,12 +41,13 @@ def git(*args: str, stdin: bytes | None = None) -> bytes:
 
 
 def versions(prefix: str) -> dict[str, set[str]]:
-    """Every path under `prefix` in the history of HEAD, with the blob id of each version.
+    """Every path under `prefix` in the history up to LAST_CHASSIS_COMMIT, with the blob id of
+    each version.
 
     `-m` shows merges against each parent, so a version made while resolving a merge counts.
     """
     raw = git(
-        "log", "-m", "--format=", "--raw", "--no-abbrev", "--no-renames", "HEAD", "--", prefix
+        "log", "-m", "--format=", "--raw", "--no-abbrev", "--no-renames", LAST_CHASSIS_COMMIT, "--", prefix
     ).decode()
     found: dict[str, set[str]] = {}
     for line in raw.splitlines():

@@ -1,4 +1,4 @@
-"""The command line: `python -m {{ package }} ...`, run as a user runs it."""
+"""The command line: `python -m <package> ...`, run as a user runs it."""
 
 from __future__ import annotations
 
@@ -9,22 +9,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from shoestring_runtime.db import Database
 from shoestring_runtime.migrate import migrate, pending
 from shoestring_runtime.schemas import endpoints
 
-from conftest import service_environment
-from {{ package }} import SERVICE
-
-ROOT = Path(__file__).resolve().parents[1]
+from .shop import SERVICE, service_environment
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "{{ package }}", *args],
-        cwd=ROOT,
+        [sys.executable, "-m", SERVICE.package, *args],
+        cwd=SERVICE.root,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
@@ -79,8 +75,8 @@ def test_check_passes_on_a_migrated_database_and_fails_before(fresh_database_url
 def test_serve_answers_http_on_the_given_port(settings, db):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "{{ package }}", "serve", "--port", str(port)],
-        cwd=ROOT,
+        [sys.executable, "-m", SERVICE.package, "serve", "--port", str(port)],
+        cwd=SERVICE.root,
         env={**os.environ, **service_environment(settings.database_url)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

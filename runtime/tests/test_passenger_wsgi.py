@@ -1,5 +1,6 @@
-"""passenger_wsgi.py, the file cPanel's Passenger loads: it exposes a working `application`, and a
-503 instead of a crash when the settings are wrong."""
+"""passenger_wsgi.py, the file cPanel's Passenger loads, as `shoestring new` writes it into a
+service: it exposes a working `application`, and a 503 instead of a crash when the settings are
+wrong."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from conftest import service_environment
-
-ROOT = Path(__file__).resolve().parents[1]
+from .shop import SERVICE, service_environment
 
 # Loads passenger_wsgi.py the way Passenger does, then sends one request through WSGI.
 PROBE = """
@@ -33,7 +31,7 @@ print(json.dumps(answer))
 def probe(path: str, env: dict[str, str]) -> tuple[dict, str]:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, path],
-        cwd=ROOT,
+        cwd=SERVICE.root,
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
 from shoestring_runtime.db import Database
 from shoestring_runtime.migrate import (
     MigrationError,
@@ -17,9 +17,7 @@ from shoestring_runtime.migrate import (
     split_statements,
 )
 
-from orders import SERVICE
-
-ROOT = Path(__file__).resolve().parents[1]
+from .shop import SERVICE
 
 
 def recorded(db: Database) -> list[str]:
@@ -95,9 +93,11 @@ def test_statements_split_on_semicolons_outside_quotes_and_triggers():
 
 def test_two_migrate_processes_at_once_apply_each_migration_once(fresh_database_url):
     env = {**os.environ, "DATABASE_URL": fresh_database_url}
-    command = [sys.executable, "-m", "orders", "migrate"]
+    command = [sys.executable, "-m", SERVICE.package, "migrate"]
     runs = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            command, cwd=SERVICE.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=120) for run in runs]

@@ -12,10 +12,11 @@ import jwt
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
+
 from shoestring_runtime import auth, keys
 from shoestring_runtime.cli import main
 
-from payments import SERVICE
+from .shop import SERVICE
 
 NAME = SERVICE.model["service"]["name"]
 

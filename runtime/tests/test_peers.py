@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
-from peer_servers import Reply, ScriptedPeer, free_port, serve
+
 from shoestring_runtime.breaker import CLOSED, OPEN
 from shoestring_runtime.context import Context
 from shoestring_runtime.peers import (
@@ -29,7 +29,8 @@ from shoestring_runtime.peers import (
     retry_after_seconds,
 )
 
-from conftest import settings_for
+from .peer_servers import Reply, ScriptedPeer, free_port, serve
+from .shop import settings_for
 
 PEER = "peer_x"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -203,17 +203,15 @@ def pyenv_python(version: str) -> str:
 
 @functools.cache
 def runtime_wheelhouse() -> Path:
-    """A folder holding a wheel of runtime/ as it is in this checkout (built once per test
-    process): what `--find-links` needs to install shoestring-runtime, which is on no index."""
+    """A folder holding the wheel of runtime/ as it is in this checkout, built once per test
+    process the way `--vendor-runtime` builds it (from a copy: the checkout gets no build/):
+    what `--find-links` needs to install shoestring-runtime, which is on no index."""
+    from shoestring.vendor import VENDOR_DIR, vendor_runtime
+
     folder = Path(tempfile.mkdtemp(prefix="runtime-wheel-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["-w", str(folder), str(REPO / "runtime")],
-        check=True,
-        capture_output=True,
-    )
-    return folder
+    vendor_runtime(folder)
+    return folder / VENDOR_DIR
 
 
 def service_virtualenv(version: str, where: Path) -> Path:

@@ -191,7 +191,7 @@ def test_an_upgraded_service_keeps_the_users_files_and_data_and_runs_on_the_runt
     assert "shoestring-runtime==" in (root / "requirements.txt").read_text()
     # The skeleton is today's: the same files as the service `shoestring new` makes now.
     today = tree(REPO / "examples" / "orders")
-    for path in ("passenger_wsgi.py", "orders/__main__.py", "tests/conftest.py", ".htaccess",
+    for path in ("passenger_wsgi.py", "orders/__main__.py", "conftest.py", ".htaccess",
                  ".copier-answers.yml", "orders/_generated/service.json"):
         assert after[path] == today[path], path
     run_shoestring("generate", "--check", str(root))

@@ -93,16 +93,16 @@ def create_service(
             f"(files the template owns are overwritten, {SPEC_FILE} is replaced, your handler "
             f"modules are kept)"
         )
-    source = template if template is not None else _default_template()
+    source = template if template is not None else default_template()
     answers = copier_answers(spec, database)
     if Path(source).is_dir():
-        _copy_local_template(Path(source), out, answers, force=force)
-        commit = f"v{_template_version(Path(source))}"
-        _record_template(out, src_path or _relative(Path(source), out), commit)
+        copy_local_template(Path(source), out, answers, force=force)
+        commit = f"v{template_version(Path(source))}"
+        record_template(out, src_path or relative_src_path(Path(source), out), commit)
     else:
         _run_copier(source, out, answers, force=force)
         if src_path is not None:
-            _record_template(out, src_path, None)
+            record_template(out, src_path, None)
 
     # The user's spec, verbatim: comments and layout are theirs.
     (out / SPEC_FILE).write_bytes(spec_file.read_bytes())
@@ -111,7 +111,7 @@ def create_service(
     return NewService(root=out, package=spec["service"]["package"], plan=plan)
 
 
-def _default_template() -> str:
+def default_template() -> str:
     found = find_template()
     if found is None:
         raise NewServiceError(
@@ -122,7 +122,7 @@ def _default_template() -> str:
     return str(found)
 
 
-def _copy_local_template(
+def copy_local_template(
     checkout: Path, out: Path, answers: dict[str, str], *, force: bool
 ) -> None:
     if not (checkout / "copier.yml").is_file():
@@ -158,7 +158,7 @@ def _run_copier(source: str, out: Path, answers: dict[str, str], *, force: bool)
         raise NewServiceError(f"Copier could not render the template {source}: {exc}") from exc
 
 
-def _record_template(out: Path, src_path: str, commit: str | None) -> None:
+def record_template(out: Path, src_path: str, commit: str | None) -> None:
     """Rewrite `_src_path` (and `_commit`) in the answers file Copier wrote."""
     answers_file = out / ANSWERS_FILE
     text = answers_file.read_text(encoding="utf-8")
@@ -173,7 +173,7 @@ def _record_template(out: Path, src_path: str, commit: str | None) -> None:
     answers_file.write_text(header + body, encoding="utf-8")
 
 
-def _template_version(checkout: Path) -> str:
+def template_version(checkout: Path) -> str:
     """The shoestring version of a checkout (its pyproject.toml), else this package's version."""
     try:
         pyproject = (checkout / "pyproject.toml").read_text(encoding="utf-8")
@@ -185,7 +185,7 @@ def _template_version(checkout: Path) -> str:
     return found.group(1) if found else __version__
 
 
-def _relative(checkout: Path, out: Path) -> str:
+def relative_src_path(checkout: Path, out: Path) -> str:
     try:
         return Path(os.path.relpath(checkout.resolve(), out.resolve())).as_posix()
     except ValueError:  # another drive on Windows: only the absolute path can work

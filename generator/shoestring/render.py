@@ -195,6 +195,8 @@ class _Files:
         names = [endpoint["name"] for endpoint in endpoints]
         with_body = [e["name"] for e in endpoints if e["method"].upper() not in _NO_BODY]
         idempotent = [endpoint["name"] for endpoint in endpoints if endpoint.get("idempotent")]
+        scoped = [endpoint["name"] for endpoint in endpoints if endpoint.get("scopes")]
+        limited = [endpoint["name"] for endpoint in endpoints if endpoint.get("rate_limit")]
         published = [
             f"{message}.v{number}"
             for message, declared in sorted(self.spec.get("messages", {}).items())
@@ -225,6 +227,8 @@ class _Files:
             endpoints=listed("ENDPOINTS", names),
             with_body=listed("WITH_BODY", with_body),
             idempotent=listed("IDEMPOTENT", idempotent),
+            scoped=listed("SCOPED", scoped),
+            limited=listed("LIMITED", limited),
             published=listed("PUBLISHED", published),
             subscribed=listed("SUBSCRIBED", subscribed),
         )

@@ -41,12 +41,12 @@ from .breaking import since_accepted
 from .generate import ANSWERS_FILE, GenerateError, Plan, apply_plan, check_package, plan_generation
 from .manifest import MANIFEST_PATH, ManifestError, load_manifest
 from .new import (
-    _copy_local_template,
-    _default_template,
-    _record_template,
-    _relative,
-    _template_version,
     copier_answers,
+    copy_local_template,
+    default_template,
+    record_template,
+    relative_src_path,
+    template_version,
 )
 from .render import SPEC_FILE
 from .spec import load_spec
@@ -318,10 +318,10 @@ def _render_skeleton(root: Path, spec: dict[str, Any], out: Path) -> None:
         answers = {}
     defaults = copier_answers(spec)
     questions = {key: str(answers.get(key, value)) for key, value in defaults.items()}
-    checkout = Path(_default_template())
-    _copy_local_template(checkout, out, questions, force=False)
-    src_path = answers.get("_src_path") or _relative(checkout, root)
-    _record_template(out, str(src_path), f"v{_template_version(checkout)}")
+    checkout = Path(default_template())
+    copy_local_template(checkout, out, questions, force=False)
+    src_path = answers.get("_src_path") or relative_src_path(checkout, root)
+    record_template(out, str(src_path), f"v{template_version(checkout)}")
 
 
 def _template_owned(skeleton: Path, package: str) -> list[str]:

@@ -6,8 +6,8 @@ plugin's `contract` fixture (shoestring_runtime.testing) gives the `Contract` of
 under test. The checks live here, so a fix to them reaches every service as a runtime version.
 
 Each method fails with an `AssertionError` saying what the service answered, or skips (with the
-reason) when the spec gives it nothing to check. A check that needs a new concern (scopes
-refused, 429 after the limit) is one more method here and one more test in the generated file.
+reason) when the spec gives it nothing to check. A new concern is one more method here and one
+more test in the generated file.
 
 PYTEST_DONT_REWRITE: the checks say what went wrong themselves.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ from .testing import (
     bearer,
     client_of,
     endpoint_url,
+    new_address,
+    new_subject,
     peer_issuers,
     request_headers,
     settings_for,
@@ -170,6 +173,139 @@ class Contract:
         return self.call(
             name, example_for(endpoint.request), data=raw, headers={"Content-Type": content_type}
         )
+
+    def _send_example(
+        self, endpoint: Endpoint, headers: dict[str, str], address: str | None = None
+    ) -> TestResponse:
+        """Send the example request of `endpoint` with exactly `headers` (no token unless they
+        hold one), from `address` (by default an address of its own)."""
+        data = example_for(endpoint.request)
+        parts: dict[str, Any] = {}
+        if endpoint.has_body:
+            parts["json"] = {k: v for k, v in data.items() if k not in endpoint.path_params}
+        if address is not None:
+            parts["environ_base"] = {"REMOTE_ADDR": address}
+        return client_of(self.app).open(
+            endpoint_url(endpoint, data), method=endpoint.method, headers=headers, **parts
+        )
+
+    # -- authentication ------------------------------------------------------------------
+
+    def request_without_a_token_gets_401(self, name: str) -> None:
+        """A request without a token gets 401 problem+json with the service's Bearer challenge
+        (its realm is the service's name, the audience of its tokens)."""
+        endpoint = self._scoped(name)
+        headers = request_headers(self.service, endpoint)
+        del headers["Authorization"]
+        challenge = _challenge(self._send_example(endpoint, headers), 401)
+        assert challenge == f'Bearer realm="{self.service.name}"', challenge
+
+    def token_without_one_of_its_scopes_gets_403(self, name: str) -> None:
+        """For each scope the endpoint requires, a token granting every other scope of the spec
+        gets 403 problem+json, its challenge saying `insufficient_scope` and naming the scope."""
+        endpoint = self._scoped(name)
+        spec_scopes = sorted({scope for each in self.endpoints.values() for scope in each.scopes})
+        for scope in endpoint.scopes:
+            others = [granted for granted in spec_scopes if granted != scope]
+            headers = {
+                **request_headers(self.service, endpoint),
+                **bearer(self.service, others, subject=new_subject()),
+            }
+            challenge = _challenge(self._send_example(endpoint, headers), 403)
+            assert challenge.startswith(f'Bearer realm="{self.service.name}"'), challenge
+            assert 'error="insufficient_scope"' in challenge, challenge
+            named = re.search(r'scope="([^"]*)"', challenge)
+            assert named and scope in named.group(1).split(), (
+                f"{name}'s challenge to a token without {scope} does not name it: {challenge}"
+            )
+
+    def _scoped(self, name: str) -> Endpoint:
+        """The endpoint `name`, which the spec gives scopes, or a failure that says to
+        regenerate."""
+        endpoint = self.endpoint(name)
+        if not endpoint.scopes:
+            pytest.fail(f"{name} names no scopes in service.yaml: run `shoestring generate`")
+        return endpoint
+
+    # -- rate limits ---------------------------------------------------------------------
+
+    def responses_carry_the_ratelimit_headers_of_the_policy(self, name: str) -> None:
+        """A caller's first request gets the RateLimit-Policy header of the endpoint's policy and
+        a RateLimit header with one request used."""
+        endpoint = self._limited(name)
+        policy = self._policy(endpoint)
+        response = self._send_example(endpoint, request_headers(self.service, endpoint))
+        assert response.status_code != 429, _shown(response)
+        headers = dict(response.headers)
+        assert response.headers.get("RateLimit-Policy") == policy.header, (
+            f"{name} answered without RateLimit-Policy: {policy.header}: {headers}"
+        )
+        window = response.headers.get("RateLimit", "").partition(";t=")[2]
+        assert response.headers.get("RateLimit") == (
+            f'"{policy.name}";r={policy.limit - 1};t={window}'
+        ), f"{name} answered without the RateLimit of a caller's first request: {headers}"
+
+    def request_over_the_limit_gets_429_with_retry_after(self, name: str) -> None:
+        """With every policy scaled down to two requests, one caller's third request gets 429
+        problem+json saying when to retry, with Retry-After and the policy's RateLimit header
+        at r=0: a refusal comes after a few calls, whatever the real limit is."""
+        endpoint = self._limited(name)
+        subject, address = new_subject(), new_address()
+        with self._limits_scaled_to(2):
+            first, second, third = [
+                self._send_example(
+                    endpoint,
+                    {
+                        **request_headers(self.service, endpoint),
+                        **bearer(self.service, endpoint.scopes, subject=subject),
+                    },
+                    address,
+                )
+                for _ in range(3)
+            ]
+        assert first.status_code != 429 and second.status_code != 429, _shown(second)
+        problem = problem_of(third, 429)
+        assert "retry in" in problem["detail"], problem
+        retry_after = third.headers.get("Retry-After", "")
+        assert retry_after.isdigit() and int(retry_after) >= 1, dict(third.headers)
+        assert third.headers.get("RateLimit", "").startswith(
+            f'"{endpoint.rate_limit}";r=0;'
+        ), dict(third.headers)
+
+    def _limited(self, name: str) -> Endpoint:
+        """The endpoint `name`, which the spec gives a rate limit, or a failure that says to
+        regenerate."""
+        endpoint = self.endpoint(name)
+        if not endpoint.rate_limit:
+            pytest.fail(f"{name} names no rate_limit in service.yaml: run `shoestring generate`")
+        return endpoint
+
+    def _policy(self, endpoint: Endpoint) -> ratelimit.Policy:
+        """The policy the spec's `rate_limits` define for `endpoint`."""
+        assert endpoint.rate_limit is not None
+        policies = self.service.model.get("rate_limits") or {}
+        if endpoint.rate_limit not in policies:
+            pytest.fail(
+                f"service.yaml defines no rate limit {endpoint.rate_limit!r} (used by "
+                f"{endpoint.name}): define it under rate_limits and run `shoestring generate`"
+            )
+        return ratelimit.Policy.from_spec(endpoint.rate_limit, policies[endpoint.rate_limit])
+
+    @contextmanager
+    def _limits_scaled_to(self, limit: int) -> Iterator[None]:
+        """The service's app with every policy scaled down to `limit` requests while the block
+        runs, counting as before (the same storage and buckets): the check proves the limits
+        of the service's own app, and the checks after it find them as they were."""
+        limiter = self.app.extensions[ratelimit.EXTENSION]
+        policies = limiter.policies
+        limiter.policies = {
+            policy_name: dataclasses.replace(policy, limit=limit)
+            for policy_name, policy in policies.items()
+        }
+        try:
+            yield
+        finally:
+            limiter.policies = policies
 
     # -- idempotency ---------------------------------------------------------------------
 
@@ -389,6 +525,13 @@ def problem_of(response: TestResponse, status: int) -> dict[str, Any]:
     body = response.get_json()
     assert body["status"] == status and body["title"] and body["detail"], body
     return body
+
+
+def _challenge(response: TestResponse, status: int) -> str:
+    """The WWW-Authenticate challenge of `response`, a problem+json refusal with `status`."""
+    problem_of(response, status)
+    assert "WWW-Authenticate" in response.headers, dict(response.headers)
+    return response.headers["WWW-Authenticate"]
 
 
 def _shown(response: TestResponse) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from shoestring_runtime import Service
 
+from .messaging_helpers import CLAIM_METHODS, clean_tables, each_claim_method
 from .shop import SERVICE
 
 pytest_plugins = ["shoestring_runtime.testing"]
@@ -57,3 +58,16 @@ def database_server(request: pytest.FixtureRequest) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return MYSQL_URL
+
+
+@pytest.fixture
+def mdb(db):
+    """The session's database with the messaging tables emptied before and after the test (the
+    queue, outbox, worker and relay tests)."""
+    yield from clean_tables(db)
+
+
+@pytest.fixture(params=CLAIM_METHODS)
+def method(request, db):
+    """Each claim method in turn (SKIP LOCKED, compare-and-set), where the database has it."""
+    return each_claim_method(request, db)

@@ -17,7 +17,7 @@ from shoestring_runtime.events import envelope
 from shoestring_runtime.keys import KeyStore, mint_token
 from shoestring_runtime.testing import peer_issuers
 
-from .messaging_helpers import TRACEPARENT, catalog, clean_tables, effects, record_effect, rows
+from .messaging_helpers import TRACEPARENT, catalog, effects, record_effect, rows
 from .messaging_helpers import make_worker as worker_for
 from .shop import SERVICE, bearer, create_app, settings_for
 
@@ -32,11 +32,6 @@ def receiver(database_url, db):
     app = create_app(settings_for(database_url, TRUSTED_ISSUERS=PEERS))
     app.extensions[inbox.EXTENSION] = catalog()  # subscribes to test.ping v1 from peer_a
     return app.test_client()
-
-
-@pytest.fixture
-def mdb(db):
-    yield from clean_tables(db)
 
 
 def ping(n: int = 1, source: str = "peer_a", **changes) -> dict:

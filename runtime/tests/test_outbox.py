@@ -15,27 +15,13 @@ from shoestring_runtime.events import InvalidMessage, UnknownMessage
 from shoestring_runtime.examples import example_for
 
 from .messaging_helpers import (
-    CLAIM_METHODS,
     TRACEPARENT,
     catalog,
-    clean_tables,
-    each_claim_method,
     effects,
     make_worker,
     rows,
 )
 from .shop import SERVICE
-
-
-@pytest.fixture
-def mdb(db):
-    yield from clean_tables(db)
-
-
-@pytest.fixture(params=CLAIM_METHODS)
-def method(request, db):
-    return each_claim_method(request, db)
-
 
 LOG = logging.getLogger("test.outbox")
 

@@ -16,27 +16,14 @@ from shoestring_runtime.claim import QUEUE, RetryPolicy
 from shoestring_runtime.events import MessageError, envelope
 
 from .messaging_helpers import (
-    CLAIM_METHODS,
     PING,
     TRACEPARENT,
     catalog,
-    clean_tables,
     db_now,
-    each_claim_method,
     enqueue,
     rows,
 )
 from .shop import SERVICE
-
-
-@pytest.fixture
-def mdb(db):
-    yield from clean_tables(db)
-
-
-@pytest.fixture(params=CLAIM_METHODS)
-def method(request, db):
-    return each_claim_method(request, db)
 
 
 def test_enqueue_writes_a_cloudevent_row_from_this_service(mdb):

@@ -12,7 +12,7 @@ from shoestring_runtime import inbox, outbox
 from shoestring_runtime.events import Catalog, InvalidMessage, envelope
 from shoestring_runtime.testing import peer_issuers
 
-from .messaging_helpers import TRACEPARENT, clean_tables, rows
+from .messaging_helpers import TRACEPARENT, rows
 from .shop import bearer, create_app, settings_for
 
 DAY = {"type": "string", "format": "date"}
@@ -45,11 +45,6 @@ def stamped(on: str, at: str = "2024-05-01T12:30:00Z") -> dict:
         dataschema="urn:test:stamped.v1",
         traceparent=TRACEPARENT,
     )
-
-
-@pytest.fixture
-def mdb(db):
-    yield from clean_tables(db)
 
 
 def test_the_inbox_rejects_a_message_with_a_date_that_does_not_exist(database_url, mdb):

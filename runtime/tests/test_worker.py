@@ -7,35 +7,19 @@ import datetime as dt
 import threading
 import time
 
-import pytest
-
 from shoestring_runtime import deadletters, queue
 from shoestring_runtime.claim import OUTBOX, QUEUE
 from shoestring_runtime.events import envelope
 
 from .messaging_helpers import (
-    CLAIM_METHODS,
     TRACEPARENT,
     catalog,
-    clean_tables,
-    each_claim_method,
     effects,
     enqueue,
     make_worker,
     record_effect,
     rows,
 )
-
-
-@pytest.fixture
-def mdb(db):
-    yield from clean_tables(db)
-
-
-@pytest.fixture(params=CLAIM_METHODS)
-def method(request, db):
-    return each_claim_method(request, db)
-
 
 LOCAL = ("test.local", 1)
 

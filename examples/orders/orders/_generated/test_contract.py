@@ -18,6 +18,10 @@ ENDPOINTS = ["create_order", "get_order", "list_orders"]
 WITH_BODY = ["create_order"]
 # The endpoints marked `idempotent: true`.
 IDEMPOTENT = ["create_order"]
+# The endpoints that name `scopes`.
+SCOPED = ["create_order", "get_order", "list_orders"]
+# The endpoints that name a `rate_limit`.
+LIMITED = ["create_order", "get_order", "list_orders"]
 # The message versions this service publishes (`messages:`).
 PUBLISHED = ["order.created.v1", "order.created.v2"]
 # The message versions it subscribes to (`subscriptions:`).
@@ -67,6 +71,26 @@ def test_the_same_key_for_another_request_gets_422(contract, endpoint):
 @pytest.mark.parametrize("endpoint", IDEMPOTENT)
 def test_a_request_without_an_idempotency_key_gets_400(contract, endpoint):
     contract.request_without_a_key_gets_400(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", SCOPED)
+def test_a_request_without_a_token_gets_401(contract, endpoint):
+    contract.request_without_a_token_gets_401(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", SCOPED)
+def test_a_token_without_one_of_its_scopes_gets_403_naming_it(contract, endpoint):
+    contract.token_without_one_of_its_scopes_gets_403(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", LIMITED)
+def test_responses_carry_the_ratelimit_headers_of_the_policy(contract, endpoint):
+    contract.responses_carry_the_ratelimit_headers_of_the_policy(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", LIMITED)
+def test_the_request_over_the_limit_gets_429_with_retry_after(contract, endpoint):
+    contract.request_over_the_limit_gets_429_with_retry_after(endpoint)
 
 
 @pytest.mark.parametrize("message", PUBLISHED)

@@ -18,6 +18,8 @@ ENDPOINTS = ["capture_payment"]
 WITH_BODY = ["capture_payment"]
 # The endpoints marked `idempotent: true`.
 IDEMPOTENT = ["capture_payment"]
+# The endpoints that name `scopes`.
+SCOPED = ["capture_payment"]
 # The message versions this service publishes (`messages:`).
 PUBLISHED = ["payment.captured.v1"]
 # The message versions it subscribes to (`subscriptions:`).
@@ -67,6 +69,16 @@ def test_the_same_key_for_another_request_gets_422(contract, endpoint):
 @pytest.mark.parametrize("endpoint", IDEMPOTENT)
 def test_a_request_without_an_idempotency_key_gets_400(contract, endpoint):
     contract.request_without_a_key_gets_400(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", SCOPED)
+def test_a_request_without_a_token_gets_401(contract, endpoint):
+    contract.request_without_a_token_gets_401(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", SCOPED)
+def test_a_token_without_one_of_its_scopes_gets_403_naming_it(contract, endpoint):
+    contract.token_without_one_of_its_scopes_gets_403(endpoint)
 
 
 @pytest.mark.parametrize("message", PUBLISHED)

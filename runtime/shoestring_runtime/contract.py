@@ -327,7 +327,7 @@ class Contract:
         """The key of one request sent with another request gets 422, and the handler does not
         run again."""
         endpoint = self.endpoint(name)
-        other = _another_request(endpoint)
+        other = another_request(endpoint)
         if other is None:
             pytest.skip(f"{name} takes no request fields: every request is the same")
         with self._counted(name) as (send, runs):
@@ -573,7 +573,7 @@ def _broken(schema: dict[str, Any]) -> tuple[Any, str]:
     pytest.skip("the schema accepts any object: no field is required, typed or refused")
 
 
-def _another_request(endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def another_request(endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(data, query) of a valid request other than the example, or None when the endpoint
     takes no request that could differ."""
     data = example_for(endpoint.request)
@@ -581,13 +581,13 @@ def _another_request(endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, Any]
         return data, {"variant": "2"}
     # The query string is the request: a parameter more would be one it does not declare.
     for field, schema in endpoint.request.get("properties", {}).items():
-        value = _other_value(schema, data.get(field))
+        value = other_value(schema, data.get(field))
         if field in data and value is not None:
             return {**data, field: value}, {}
     return None
 
 
-def _other_value(schema: dict[str, Any], value: Any) -> Any:
+def other_value(schema: dict[str, Any], value: Any) -> Any:
     """A valid value for `schema` other than `value`, where a simple rule finds one."""
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types

@@ -22,6 +22,7 @@ import pytest
 
 from shoestring_runtime import audit, idempotency, ratelimit
 from shoestring_runtime import create_app as create_runtime_app
+from shoestring_runtime.contract import another_request
 from shoestring_runtime.examples import example_for
 from shoestring_runtime.schemas import Endpoint, endpoints
 
@@ -85,35 +86,6 @@ def send(
     else:  # the request is the query string
         body = {"query_string": {**data, **(query or {})}}
     return app.test_client().open(path, method=endpoint.method, headers=headers, **body)
-
-
-def another_request(endpoint: Endpoint) -> tuple[dict, dict] | None:
-    """(data, query) of a valid request other than the example, or None when the endpoint
-    takes no request that could differ (no fields)."""
-    data = example_for(endpoint.request)
-    if endpoint.has_body:  # the same body, a query parameter more
-        return data, {"variant": "2"}
-    # The query string is the request: a parameter more would be one it does not declare.
-    for name, schema in endpoint.request.get("properties", {}).items():
-        value = other_value(schema, data.get(name))
-        if name in data and value is not None:
-            return {**data, name: value}, {}
-    return None
-
-
-def other_value(schema: dict, value):
-    """A valid value for `schema` other than `value`, where a simple rule finds one."""
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else types
-    if len(schema.get("enum", [])) > 1:
-        return next(choice for choice in schema["enum"] if choice != value)
-    if schema.get("format") == "uuid":
-        return str(uuid.uuid4())
-    if "boolean" in types and isinstance(value, bool):
-        return not value
-    if "integer" in types and isinstance(value, int):
-        return value + 1 if value + 1 <= schema.get("maximum", value + 1) else value - 1
-    return None
 
 
 def new_action() -> str:

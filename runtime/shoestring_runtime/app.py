@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The Flask application factory.
 
     app = create_app(service)             # settings from the environment and .env

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The audit log: who did what, when, in the same transaction as the change itself.
 
 Endpoints marked `audit: true` in the spec get a row per successful call; code may add its own:

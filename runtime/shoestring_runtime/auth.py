@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Zero-trust request authentication: every endpoint call carries a JWT that this module verifies.
 
 A token is accepted only when all of these hold (RFC 8725, the JWT best current practices):

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Circuit breakers: one per peer, shared by every process of the service through the database.
 
     breaker = Breaker(store, "payments", policy)

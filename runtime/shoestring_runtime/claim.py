@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Claim, lease, complete, retry, dead-letter: the one mechanism behind the queue and the outbox.
 
 A row's life (the columns: migrations/mysql/0002_message_queue.sql and 0003_outbox.sql):

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The service's command line: `python -m <package> COMMAND`.
 
     serve     run the HTTP service with waitress (local runs; cPanel uses passenger_wsgi.py)

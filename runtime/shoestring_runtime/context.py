@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """`Context`: everything a handler gets besides its data.
 
     def handle(ctx: Context, data: dict) -> dict:

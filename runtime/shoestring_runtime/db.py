@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The database: one `Database` per process, one short transaction per unit of work.
 
     db = Database("mysql://user:password@localhost:3306/orders")

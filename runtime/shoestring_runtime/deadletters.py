@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Dead letters: FAILED rows of the queue and the outbox, and what an operator does with them.
 
     python -m <package> dead-letters list [--table queue|outbox] [--type T] [--older-than 2h]

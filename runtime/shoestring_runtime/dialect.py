@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Every difference between MySQL/MariaDB and SQLite, in one place.
 
 Code elsewhere writes SQL once, in the MySQL flavour PyMySQL understands (`%s` placeholders,

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The API page for people: `GET /docs`, an HTML page rendered here from `_generated/openapi.json`.
 
 It shows what a client developer needs to call the service: how to get and send a token and

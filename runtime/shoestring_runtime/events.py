@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Messages as CloudEvents 1.0, and the catalog of the messages this service knows.
 
 Every message travels as a CloudEvents JSON envelope:

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Deterministic example values for JSON Schemas, for tests and handler stubs.
 
 `example_for(schema)` returns the same valid instance every time: the first enum value, a fixed

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Health endpoints, in the `application/health+json` format (draft-inadarei-api-health-check).
 
 - `GET /livez`: the process is up and answering. Touches nothing else, so a slow database never

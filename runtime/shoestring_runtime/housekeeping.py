@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Housekeeping: finished messages are deleted after the retention period, a little at a time.
 
 DONE rows of the queue and the outbox are kept for MESSAGE_RETENTION_DAYS (for looking back at

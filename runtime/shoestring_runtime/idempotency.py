@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Idempotency keys: a retried POST has its effect once and gets the first response again.
 
 An endpoint marked `idempotent: true` in the spec requires an `Idempotency-Key` header

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The inbox: where peers deliver the messages this service subscribes to.
 
     POST /v1/inbox

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Strict JSON request bodies: what a client sends is read exactly as it meant it, or refused.
 
 Python's `json` module is lenient where an API must not be: it accepts `NaN` and `Infinity`

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """This service's identity: its signing keys, their rotation, its JWKS, the tokens it mints.
 
 Keys live in one directory (setting `SERVICE_KEYS_DIR`, default `var/keys/`):

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Structured logs: one JSON object per line, each carrying the request id and trace id.
 
     {"time": "2024-05-01T12:30:00.123Z", "level": "INFO", "logger": "orders.http",

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Schema migrations: numbered SQL files, applied once each, in order.
 
 Two folders per engine, the runtime's first:

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The outbox: messages this service publishes, written in the same transaction as the change
 they announce, delivered to peers afterwards.
 

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Calling peers safely: for the relay (outbox delivery) and for handlers (`ctx.peers`).
 
     def handle(ctx, data):

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Errors as RFC 9457 problem details (`application/problem+json`).
 
 Every error this service returns has this shape, whatever went wrong:

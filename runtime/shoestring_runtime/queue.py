@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The message queue: work this service must do, from peers (through the inbox) or from itself.
 
     ctx.enqueue("invoice.requested", 1, {"order_id": order_id})             # in a handler

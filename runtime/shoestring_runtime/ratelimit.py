@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Rate limits: the spec's named policies, counted where every process of the service sees them.
 
     rate_limits: {per_client_60m: {limit: 60, per: minute, key: client}}

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The relay: delivers the outbox to peers over HTTP, in batches, behind each peer's breaker.
 
     python -m <package> worker --max-seconds 55     # the worker relays as well as it handles

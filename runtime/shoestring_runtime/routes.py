@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The endpoint table as Flask routes: assemble the request data, validate it, run the handler in
 one transaction, validate what it returns.
 

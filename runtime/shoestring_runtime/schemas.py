@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The generated description of this service (`<package>/_generated/`), loaded and checked.
 
 `service.json` is the spec model written by `shoestring generate` from `service.yaml`: the

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """`Service`: the service the chassis runs, as its own wiring describes it.
 
 The package's `__init__.py` builds one from its own folder and passes it on:

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Settings: read from the environment and `.env`, checked once at start-up.
 
 Every problem is collected before anything fails, so one start-up error lists all of them:

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """Transports: how the worker hands a destination its outbox rows.
 
 The worker drains the outbox destination by destination (`outbox.relay_batch`: the claim, lease,

@@ -1,3 +1,4 @@
+# Internal: a service uses what shoestring_runtime exports (README.md); this may change.
 """The worker: runs the handlers of queued messages, and relays the outbox through transports.
 
     python -m <package> worker --max-seconds 55    # from cron, every minute (overlaps are safe)

@@ -915,7 +915,8 @@ def bearer_token(authorization: str | None) -> str:
 
 def install(app: Flask, settings: Any, service_name: str) -> Verifier:
     """Give `app` a verifier, the `/.well-known/jwks.json` route and the 401/403 responses."""
-    verifier = Verifier(AuthConfig.from_settings(settings.values, settings.root, service_name))
+    config = AuthConfig.from_settings(settings.values, settings.root, service_name)
+    verifier = Verifier(config, KeyStore(config.keys_dir, settings.service.package))
     app.extensions[EXTENSION] = verifier
     app.add_url_rule(JWKS_PATH, "jwks", jwks_view, methods=["GET"])
     app.register_error_handler(AuthError, problem_response)

@@ -395,7 +395,7 @@ def identity_or_exit() -> tuple[Any, Any]:
         config = AuthConfig.from_settings(values, service.root, service.name)
     except (SettingsError, GeneratedCodeMissing, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    return config, KeyStore(config.keys_dir)
+    return config, KeyStore(config.keys_dir, service.package)
 
 
 _ALG = click.option("--alg", type=click.Choice(["EdDSA", "RS256"]), default=None,

@@ -58,11 +58,6 @@ PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 
-def _package() -> str:
-    """The service's package name (this module is `<package>.chassis.keys`), for fix hints."""
-    return (__package__ or "service").split(".")[0]
-
-
 class KeyStoreError(Exception):
     """The key directory cannot serve the request; the message says how to fix it."""
 
@@ -145,8 +140,11 @@ def _utc_now() -> str:
 class KeyStore:
     """The key directory of this service. Safe to share between threads and processes."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], package: str = "<package>") -> None:
+        """`package` names the service's package in the commands the errors suggest
+        (`python -m <package> keys generate`)."""
         self.directory = Path(directory)
+        self.package = package
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._keys: tuple[KeyInfo, ...] = ()
@@ -184,7 +182,7 @@ class KeyStore:
             if info is None:
                 raise KeyStoreError(
                     f"no signing key in {self.directory}: create one with "
-                    f"`python -m {_package()} keys generate`"
+                    f"`python -m {self.package} keys generate`"
                 )
             self._signing = SigningKey(info.kid, info.alg, self._load_private_key(info))
             return self._signing
@@ -226,7 +224,7 @@ class KeyStore:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise KeyStoreError(
                 f"{self.keyring_path} is unreadable ({exc}): restore it from a backup, or move the "
-                f"key directory away and run `python -m {_package()} keys generate`"
+                f"key directory away and run `python -m {self.package} keys generate`"
             ) from exc
         for k in keys:
             if not KID_PATTERN.match(k.kid) or k.alg not in ALGORITHMS:
@@ -246,14 +244,14 @@ class KeyStore:
                 # Like ssh, refuse a private key others can read: it may already be compromised.
                 raise KeyStoreError(
                     f"{path} can be read by other users: run `chmod 600 {path}`, and rotate the "
-                    f"key (`python -m {_package()} keys rotate`) if someone may have copied it"
+                    f"key (`python -m {self.package} keys rotate`) if someone may have copied it"
                 )
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except FileNotFoundError as exc:
             raise KeyStoreError(
                 f"the private key of the signing key {info.kid} is missing ({path}): restore "
                 "it from a backup, or make a new signing key with "
-                f"`python -m {_package()} keys rotate`"
+                f"`python -m {self.package} keys rotate`"
             ) from exc
         except ValueError as exc:
             raise KeyStoreError(f"{path} is not a PEM private key ({exc}): restore it") from exc
@@ -273,7 +271,7 @@ class KeyStore:
             if data["signing"]:
                 raise KeyStoreError(
                     f"{self.directory} already has the signing key {data['signing']}: use "
-                    f"`python -m {_package()} keys rotate` to replace it"
+                    f"`python -m {self.package} keys rotate` to replace it"
                 )
             return self._add_key(data, alg)
 
@@ -287,7 +285,7 @@ class KeyStore:
         with self._exclusive() as data:
             if kid == data["signing"]:
                 raise KeyStoreError(
-                    f"{kid} is the signing key: run `python -m {_package()} keys rotate` first, "
+                    f"{kid} is the signing key: run `python -m {self.package} keys rotate` first, "
                     "then retire it once the tokens it signed have expired"
                 )
             entry = next((k for k in data["keys"] if k["kid"] == kid), None)

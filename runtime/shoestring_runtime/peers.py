@@ -345,7 +345,9 @@ class Connector:
         self.settings = settings
         config = AuthConfig.from_settings(settings.values, settings.root, self.service)
         self.tokens = TokenSource(
-            KeyStore(config.keys_dir), issuer=config.issuer, subject=self.service
+            KeyStore(config.keys_dir, settings.service.package),
+            issuer=config.issuer,
+            subject=self.service,
         )
         self.breakers = breakers or BreakerStore(settings.database_url, settings.root)
         self.policy = BreakerPolicy(

@@ -182,10 +182,11 @@ def cli(tmp_path: Path):
 
 
 def test_keys_commands_generate_rotate_list_and_retire(cli):
-    assert "keys generate" in cli("keys", "list", ok=False).output
+    # The fix names the service's own command, not the runtime's package.
+    assert f"python -m {SERVICE.package} keys generate" in cli("keys", "list", ok=False).output
     cli("keys", "generate")
     first = cli.store.signing_key().kid
-    assert "keys rotate" in cli("keys", "generate", ok=False).output
+    assert f"python -m {SERVICE.package} keys rotate" in cli("keys", "generate", ok=False).output
     cli("keys", "rotate", "--alg", "RS256")
     second = cli.store.signing_key()
     assert second.kid != first and second.alg == "RS256"
@@ -219,7 +220,9 @@ def test_token_command_takes_audience_and_subject(cli):
 
 
 def test_token_command_without_a_key_says_how_to_make_one(cli):
-    assert "keys generate" in cli("token", "--scope", "a:b", ok=False).output
+    assert f"python -m {SERVICE.package} keys generate" in cli(
+        "token", "--scope", "a:b", ok=False
+    ).output
 
 
 def test_token_command_refuses_a_ttl_out_of_range(cli):

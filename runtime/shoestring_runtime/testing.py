@@ -50,9 +50,10 @@ from werkzeug.test import TestResponse
 
 from .app import create_app
 from .db import Database
+from .examples import example_for
 from .keys import KeyStore, mint_token
 from .migrate import migrate
-from .schemas import Endpoint
+from .schemas import Endpoint, endpoints
 from .service import Service
 from .settings import Settings
 
@@ -61,6 +62,8 @@ __all__ = [
     "bearer",
     "client_of",
     "endpoint_url",
+    "endpoints",
+    "example_for",
     "fresh_database",
     "new_address",
     "new_subject",

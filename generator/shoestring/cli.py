@@ -27,7 +27,7 @@ from .breaking import (
     since_accepted,
 )
 from .converters import stale_references
-from .generate import GenerateError, Plan, apply_plan, plan_generation
+from .generate import GenerateError, Plan, apply_plan, pinned_runtime, plan_generation
 from .graph import mermaid, svg
 from .manifest import MANIFEST_PATH, ManifestError, load_manifest
 from .new import DATABASES, NewServiceError, create_service
@@ -35,7 +35,7 @@ from .render import SPEC_FILE
 from .spec import LoadResult, load_spec, schema_text
 from .system import System, check_system, load_system
 from .upgrade import UpgradeError, upgrade_service
-from .vendor import VENDOR_DIR, VendorError, pinned_runtime, vendor_runtime
+from .vendor import VENDOR_DIR, VendorError, vendor_runtime
 
 # `validate` exit codes: scripts and CI tell "fix the spec" from "could not read it at all".
 EXIT_VALID = 0

@@ -255,17 +255,36 @@ def check_runtime(root: Path, version: str = __version__) -> None:
     )
 
 
-def _runtime_of(root: Path) -> tuple[str, str | None]:
-    """(where it was found, the version) of the runtime the service at `root` runs on."""
+def pinned_runtime(root: Path) -> str | None:
+    """The version of shoestring-runtime the lock of the service at `root` pins, if it pins
+    one."""
     try:
         lock = (root / LOCK_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:
-        lock = ""
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise GenerateError(f"{root / LOCK_FILE}: cannot read it ({exc})") from exc
     pinned = _RUNTIME_PIN.search(lock)
-    if pinned:
-        return LOCK_FILE, pinned.group(1)
+    return pinned.group(1) if pinned else None
+
+
+def project_version(folder: Path) -> str | None:
+    """The version `folder/pyproject.toml` declares (shoestring's, the runtime's), if any."""
+    try:
+        pyproject = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    # The first top-level `version =` is [project]'s: [build-system] has none. (tomllib would
+    # need Python 3.11.)
+    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def _runtime_of(root: Path) -> tuple[str, str | None]:
+    """(where it was found, the version) of the runtime the service at `root` runs on."""
+    pinned = pinned_runtime(root)
+    if pinned is not None:
+        return LOCK_FILE, pinned
     try:
         return "the Python environment of this shoestring", installed_version(RUNTIME)
     except PackageNotFoundError:

@@ -20,7 +20,6 @@ Both values are the same on every machine, which keeps the committed examples re
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .generate import ANSWERS_FILE, Plan, apply_plan, plan_generation
+from .generate import ANSWERS_FILE, Plan, apply_plan, plan_generation, project_version
 from .render import SPEC_FILE
 
 DATABASES = ("sqlite", "mysql")
@@ -175,14 +174,7 @@ def record_template(out: Path, src_path: str, commit: str | None) -> None:
 
 def template_version(checkout: Path) -> str:
     """The shoestring version of a checkout (its pyproject.toml), else this package's version."""
-    try:
-        pyproject = (checkout / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
-        return __version__
-    # The first top-level `version =` is [project]'s: [build-system] has none. (tomllib would
-    # need Python 3.11.)
-    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
-    return found.group(1) if found else __version__
+    return project_version(checkout) or __version__
 
 
 def relative_src_path(checkout: Path, out: Path) -> str:

@@ -17,7 +17,6 @@ SOURCE_DATE_EPOCH, so that the same sources give the same bytes; an identical wh
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .generate import project_version
 
 VENDOR_DIR = "vendor"
 DISTRIBUTION = "shoestring-runtime"
@@ -85,13 +85,10 @@ def find_runtime_sources(package_dir: Path | None = None) -> Path:
 
 def runtime_version(sources: Path) -> str:
     """The version in the runtime's pyproject.toml: the version of the wheel it builds."""
-    pyproject = (sources / "pyproject.toml").read_text(encoding="utf-8")
-    # The first top-level `version =` is [project]'s: [build-system] has none. (tomllib would
-    # need Python 3.11.)
-    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
-    if found is None:
+    version = project_version(sources)
+    if version is None:
         raise VendorError(f"{sources / 'pyproject.toml'} names no version of {DISTRIBUTION}")
-    return found.group(1)
+    return version
 
 
 def check_runtime_version(sources: Path, generator_version: str = __version__) -> str:
@@ -132,16 +129,6 @@ def vendor_runtime(service: Path, sources: Path | None = None) -> Vendored:
     for old in removed:
         old.unlink()
     return Vendored(wheel=target, changed=changed, removed=removed)
-
-
-def pinned_runtime(service: Path) -> str | None:
-    """The version of shoestring-runtime the service's requirements.txt pins, if it pins one."""
-    try:
-        lock = (service / "requirements.txt").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    found = re.search(r"^shoestring-runtime==(\S+)", lock, re.MULTILINE)
-    return found.group(1) if found else None
 
 
 def build_wheel(sources: Path, out: Path) -> Path:

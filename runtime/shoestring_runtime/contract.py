@@ -194,7 +194,7 @@ class Contract:
     def request_without_a_token_gets_401(self, name: str) -> None:
         """A request without a token gets 401 problem+json with the service's Bearer challenge
         (its realm is the service's name, the audience of its tokens)."""
-        endpoint = self._scoped(name)
+        endpoint = self._declaring(name, "scopes")
         headers = request_headers(self.service, endpoint)
         del headers["Authorization"]
         challenge = _challenge(self._send_example(endpoint, headers), 401)
@@ -203,7 +203,7 @@ class Contract:
     def token_without_one_of_its_scopes_gets_403(self, name: str) -> None:
         """For each scope the endpoint requires, a token granting every other scope of the spec
         gets 403 problem+json, its challenge saying `insufficient_scope` and naming the scope."""
-        endpoint = self._scoped(name)
+        endpoint = self._declaring(name, "scopes")
         spec_scopes = sorted({scope for each in self.endpoints.values() for scope in each.scopes})
         for scope in endpoint.scopes:
             others = [granted for granted in spec_scopes if granted != scope]
@@ -219,20 +219,12 @@ class Contract:
                 f"{name}'s challenge to a token without {scope} does not name it: {challenge}"
             )
 
-    def _scoped(self, name: str) -> Endpoint:
-        """The endpoint `name`, which the spec gives scopes, or a failure that says to
-        regenerate."""
-        endpoint = self.endpoint(name)
-        if not endpoint.scopes:
-            pytest.fail(f"{name} names no scopes in service.yaml: run `shoestring generate`")
-        return endpoint
-
     # -- rate limits ---------------------------------------------------------------------
 
     def responses_carry_the_ratelimit_headers_of_the_policy(self, name: str) -> None:
         """A caller's first request gets the RateLimit-Policy header of the endpoint's policy and
         a RateLimit header with one request used."""
-        endpoint = self._limited(name)
+        endpoint = self._declaring(name, "rate_limit")
         policy = self._policy(endpoint)
         response = self._send_example(endpoint, request_headers(self.service, endpoint))
         assert response.status_code != 429, _shown(response)
@@ -249,7 +241,7 @@ class Contract:
         """With every policy scaled down to two requests, one caller's third request gets 429
         problem+json saying when to retry, with Retry-After and the policy's RateLimit header
         at r=0: a refusal comes after a few calls, whatever the real limit is."""
-        endpoint = self._limited(name)
+        endpoint = self._declaring(name, "rate_limit")
         subject, address = new_subject(), new_address()
         with self._limits_scaled_to(2):
             first, second, third = [
@@ -272,12 +264,12 @@ class Contract:
             f'"{endpoint.rate_limit}";r=0;'
         ), dict(third.headers)
 
-    def _limited(self, name: str) -> Endpoint:
-        """The endpoint `name`, which the spec gives a rate limit, or a failure that says to
-        regenerate."""
+    def _declaring(self, name: str, what: str) -> Endpoint:
+        """The endpoint `name`, whose entry in the spec declares `what` (`scopes`,
+        `rate_limit`), or a failure that says to regenerate."""
         endpoint = self.endpoint(name)
-        if not endpoint.rate_limit:
-            pytest.fail(f"{name} names no rate_limit in service.yaml: run `shoestring generate`")
+        if not getattr(endpoint, what):
+            pytest.fail(f"{name} names no {what} in service.yaml: run `shoestring generate`")
         return endpoint
 
     def _policy(self, endpoint: Endpoint) -> ratelimit.Policy:
